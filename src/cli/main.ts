@@ -1,0 +1,35 @@
+// tsko's command line: one file per command registers itself on the program; this file only wires
+// them together and turns a thrown error into one line (plus a hint) and a non-zero exit.
+import { Command, CommanderError } from 'commander';
+import { registerBuildCommand } from './build.js';
+import { registerRegistryCommand } from './registry.js';
+import { printError } from './output.js';
+
+export function createProgram(): Command {
+  const program = new Command('tsko')
+    .description('Build Go services into OCI images the way ko does, and redeploy them on every save')
+    .option('-v, --verbose', 'print debug logs and stack traces to stderr')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerBuildCommand(program);
+  registerRegistryCommand(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = createProgram();
+  try {
+    await program.parseAsync(argv);
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander already printed its message (help, version, or a usage error).
+      return err.exitCode;
+    }
+    printError(err, Boolean(program.opts().verbose));
+    return 1;
+  }
+}
+
+const code = await main(process.argv);
+process.exitCode = code;

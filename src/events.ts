@@ -1,0 +1,109 @@
+// The typed events every stage emits and every reporter reads. The pipeline never prints: it emits
+// these synchronously on one bus, and reporters (plain lines, JSON lines, the Ink dashboard)
+// subscribe. Emitting never waits on a reporter, so a slow terminal cannot slow a build.
+//
+// The JSON reporter writes these objects as they are, one per line: changing a field's name or
+// meaning is a breaking change for editors and CI that read them.
+
+export type Stage = 'trigger' | 'build' | 'layer' | 'push' | 'deploy' | 'ready';
+
+export type IterationResult = 'deployed' | 'unchanged' | 'build-failed' | 'push-failed' | 'deploy-failed' | 'cancelled';
+
+export interface ErrorInfo {
+  code: string;
+  message: string;
+  hint?: string;
+  detail?: string;
+}
+
+interface Base {
+  /** ms since the epoch when the event was emitted. */
+  time: number;
+  /** The service (import path's base name) this event is about, when there is one. */
+  service?: string;
+  /** The dev loop's iteration number; absent for one-shot commands. */
+  iteration?: number;
+}
+
+export type TskoEvent =
+  | (Base & { type: 'log'; level: 'info' | 'warn' | 'debug'; message: string })
+  | (Base & { type: 'registry.embedded'; address: string; root: string; started: boolean })
+  | (Base & { type: 'base.resolved'; importPath: string; base: string; digest: string; cached: boolean })
+  | (Base & { type: 'stage.start'; stage: Stage; importPath?: string; platform?: string })
+  | (Base & { type: 'stage.end'; stage: Stage; importPath?: string; platform?: string; ms: number; ok: boolean })
+  | (Base & { type: 'go.build'; importPath: string; platform: string; output: string; ms: number })
+  | (Base & { type: 'layer.built'; importPath: string; digest: string; diffId: string; size: number; ms: number })
+  | (Base & {
+      type: 'blob';
+      action: 'existing' | 'known' | 'mounted' | 'pushed' | 'copied';
+      repository: string;
+      digest: string;
+      size: number;
+    })
+  | (Base & { type: 'manifest'; action: 'existing' | 'pushed'; reference: string; digest: string; size: number })
+  | (Base & { type: 'retry'; operation: string; attempt: number; cause: string; delayMs: number })
+  | (Base & {
+      type: 'published';
+      importPath: string;
+      reference: string;
+      blobsPushed: number;
+      blobsSkipped: number;
+      bytesPushed: number;
+    })
+  | (Base & { type: 'iteration.start'; trigger: string[] })
+  | (Base & {
+      type: 'iteration.end';
+      result: IterationResult;
+      ms: number;
+      reference?: string;
+      revision?: string;
+      url?: string;
+      bytesPushed?: number;
+      blobsPushed?: number;
+      blobsSkipped?: number;
+      error?: ErrorInfo;
+    })
+  | (Base & { type: 'revision.log'; revision: string; stream: 'stdout' | 'stderr'; line: string })
+  | (Base & { type: 'error'; error: ErrorInfo });
+
+export type TskoEventType = TskoEvent['type'];
+
+/** Distributes an event to the member of the union with that `type`, without the common fields. */
+export type EventOf<T extends TskoEventType> = Extract<TskoEvent, { type: T }>;
+
+export type EventInput = TskoEvent extends infer E ? (E extends TskoEvent ? Omit<E, 'time'> & { time?: number } : never) : never;
+
+export type Listener = (event: TskoEvent) => void;
+
+export interface EventBus {
+  emit(event: EventInput): void;
+  subscribe(listener: Listener): () => void;
+}
+
+export function createEventBus(): EventBus {
+  const listeners = new Set<Listener>();
+  return {
+    emit(input) {
+      const event = { time: Date.now(), ...input } as TskoEvent;
+      for (const listener of listeners) {
+        try {
+          listener(event);
+        } catch {
+          // A broken reporter must not break the pipeline.
+        }
+      }
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}
+
+/** A bus with fixed fields (service, iteration) merged into every event emitted through it. */
+export function withFields(bus: EventBus, fields: Partial<Pick<Base, 'service' | 'iteration'>>): EventBus {
+  return {
+    emit: (event) => bus.emit({ ...fields, ...event } as EventInput),
+    subscribe: (listener) => bus.subscribe(listener),
+  };
+}
