@@ -1,7 +1,52 @@
-// The user's config file shape. (Being written.)
-export interface UserConfig {
-  defaultBaseImage?: string;
+// The shape of tsko.config.ts (and of .ko.yaml, which tsko also reads for drop-in use): every key
+// ko's config has, plus a `dev` section for the dev loop. `defineConfig` only gives editors types.
+
+export interface BuildConfig {
+  /** Optional name, for messages. */
+  id?: string;
+  /** Where `go` runs for this build, relative to the config file. */
+  dir?: string;
+  /** The main package, relative to dir (`./cmd/app`). Required. */
+  main: string;
+  /** KEY=VALUE for go build; replaces defaultEnv. */
+  env?: string[];
+  /** go build flags; a list, or one whitespace-separated string. Replaces defaultFlags. */
+  flags?: string[] | string;
+  /** Linker flags, joined into one -ldflags argument. Replaces defaultLdflags. */
+  ldflags?: string[] | string;
 }
+
+export interface DevServiceConfig {
+  /** Import path or ./dir of the main package. */
+  path: string;
+  /** Front port of the local target for this service. */
+  port?: number;
+}
+
+/** Reserved for `tsko dev`; read by the dev loop. */
+export interface DevConfig {
+  services?: Array<string | DevServiceConfig>;
+  target?: 'local' | 'kubernetes' | 'cloudrun';
+  port?: number;
+  /** Images kept per repository in the embedded registry during a dev session. */
+  keepImages?: number;
+  [key: string]: unknown;
+}
+
+export interface UserConfig {
+  /** Base image for every build without an override (ko's default: cgr.dev/chainguard/static:latest). */
+  defaultBaseImage?: string;
+  /** Import path → base image. */
+  baseImageOverrides?: Record<string, string>;
+  builds?: BuildConfig[];
+  /** e.g. ['linux/amd64', 'linux/arm64'], or ['all']. */
+  defaultPlatforms?: string[];
+  defaultEnv?: string[];
+  defaultFlags?: string[];
+  defaultLdflags?: string[];
+  dev?: DevConfig;
+}
+
 export function defineConfig<T extends UserConfig>(config: T): T {
   return config;
 }

@@ -1,0 +1,3 @@
+module example.com/with-kodata
+
+go 1.22

@@ -1,0 +1,110 @@
+// One place turns config file + environment into the resolved config every lower layer reads
+// (as Vite's resolveConfig): nothing below src/config reads process.env. The result knows the
+// file it came from, so `tsko dev` can watch it and resolve again.
+import { homedir as osHomedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { BuildConfig, DevConfig } from './define.js';
+import { findConfigFile, loadConfigFile } from './load.js';
+
+export const KO_DEFAULT_BASE_IMAGE = 'cgr.dev/chainguard/static:latest';
+
+export interface ResolvedBuild {
+  id?: string;
+  /** Absolute directory where go runs. */
+  dir: string;
+  main: string;
+  env?: string[];
+  flags?: string[];
+  ldflags?: string[];
+}
+
+export interface ResolvedConfig {
+  readonly cwd: string;
+  readonly configFile: string | undefined;
+  /** Files whose change means the config must be resolved again. */
+  readonly dependencies: string[];
+  /** The environment tsko was started with, for go and credential helpers. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly defaultBaseImage: string;
+  /** Keys lower-cased, as ko (viper) matches them. */
+  readonly baseImageOverrides: ReadonlyMap<string, string>;
+  readonly builds: readonly ResolvedBuild[];
+  readonly defaultPlatforms: readonly string[];
+  readonly defaultEnv: readonly string[];
+  readonly defaultFlags: readonly string[];
+  readonly defaultLdflags: readonly string[];
+  readonly dev: DevConfig;
+  readonly goBinary: string;
+  /** KO_DOCKER_REPO, when set. */
+  readonly dockerRepo: string | undefined;
+  readonly sourceDateEpoch: string | undefined;
+  readonly kodataDateEpoch: string | undefined;
+  /** tsko's cache root ($XDG_CACHE_HOME/tsko or ~/.cache/tsko). */
+  readonly cacheDir: string;
+  readonly homedir: string;
+}
+
+export interface InlineConfig {
+  cwd?: string;
+  /** --config PATH */
+  configFile?: string;
+  env?: NodeJS.ProcessEnv;
+  homedir?: string;
+  /** Re-import the config file even if it was loaded before (dev loop). */
+  fresh?: boolean;
+}
+
+export async function resolveConfig(inline: InlineConfig = {}): Promise<ResolvedConfig> {
+  const cwd = resolve(inline.cwd ?? process.cwd());
+  const rawEnv = inline.env ?? process.env;
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(rawEnv)) if (value !== undefined) env[key] = value;
+  const home = inline.homedir ?? osHomedir();
+
+  const file = findConfigFile(cwd, inline.configFile, env.KO_CONFIG_PATH || undefined);
+  const { config } = await loadConfigFile(file, { fresh: inline.fresh ?? false });
+  const configDir = file ? dirname(file) : cwd;
+
+  const overrides = new Map<string, string>();
+  for (const [importPath, base] of Object.entries(config.baseImageOverrides ?? {})) overrides.set(importPath.toLowerCase(), base);
+
+  const resolved: ResolvedConfig = {
+    cwd,
+    configFile: file,
+    dependencies: file ? [file] : [],
+    env,
+    defaultBaseImage: env.KO_DEFAULTBASEIMAGE || config.defaultBaseImage || KO_DEFAULT_BASE_IMAGE,
+    baseImageOverrides: overrides,
+    builds: (config.builds ?? []).map((build) => resolveBuild(build, configDir)),
+    defaultPlatforms: env.KO_DEFAULTPLATFORMS ? splitList(env.KO_DEFAULTPLATFORMS) : (config.defaultPlatforms ?? []),
+    defaultEnv: config.defaultEnv ?? [],
+    defaultFlags: config.defaultFlags ?? [],
+    defaultLdflags: config.defaultLdflags ?? [],
+    dev: config.dev ?? {},
+    goBinary: env.KO_GO_PATH || 'go',
+    dockerRepo: env.KO_DOCKER_REPO || undefined,
+    sourceDateEpoch: env.SOURCE_DATE_EPOCH,
+    kodataDateEpoch: env.KO_DATA_DATE_EPOCH,
+    cacheDir: env.XDG_CACHE_HOME ? join(env.XDG_CACHE_HOME, 'tsko') : join(home, '.cache', 'tsko'),
+    homedir: home,
+  };
+  return Object.freeze(resolved);
+}
+
+function resolveBuild(build: BuildConfig, configDir: string): ResolvedBuild {
+  const out: ResolvedBuild = { dir: resolve(configDir, build.dir ?? '.'), main: build.main };
+  if (build.id !== undefined) out.id = build.id;
+  if (build.env !== undefined) out.env = build.env;
+  if (build.flags !== undefined) out.flags = splitFlags(build.flags);
+  if (build.ldflags !== undefined) out.ldflags = splitFlags(build.ldflags);
+  return out;
+}
+
+/** ko accepts flags as a list or as one whitespace-separated string. */
+function splitFlags(value: string[] | string): string[] {
+  return typeof value === 'string' ? value.split(/\s+/).filter(Boolean) : value;
+}
+
+function splitList(value: string): string[] {
+  return value.split(',').map((item) => item.trim()).filter(Boolean);
+}

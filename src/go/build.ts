@@ -1,0 +1,72 @@
+// `go build` of one main package for one platform, the way ko runs it: CGO off, the platform's
+// GOOS/GOARCH, -trimpath, the config's env/flags/ldflags. The output path is stable per package
+// and platform so a warm build lets Go skip relinking an unchanged binary.
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { TskoError } from '../errors.js';
+import type { Platform } from '../image/types.js';
+import { formatPlatform, goPlatformEnv } from './platform.js';
+import { runGo } from './toolchain.js';
+
+export interface GoBuildOptions {
+  goBinary: string;
+  importPath: string;
+  /** Where `go build` runs (the package's module, or the build config's dir). */
+  cwd: string;
+  platform: Platform;
+  /** The process environment the user gave tsko (already resolved by config). */
+  baseEnv: Record<string, string>;
+  /** The build config's env (KEY=VALUE), applied last so it wins, as in ko. */
+  env: string[];
+  flags: string[];
+  ldflags: string[];
+  output: string;
+  signal?: AbortSignal;
+}
+
+export interface CompileIssue {
+  file: string;
+  line: number;
+  column?: number;
+  message: string;
+}
+
+export async function goBuild(options: GoBuildOptions): Promise<void> {
+  // Precedence as ko: CGO_ENABLED=0, then the environment, then the config's env; the last
+  // duplicate wins, so a user's CGO_ENABLED=1 overrides ours. GOOS/GOARCH always follow the
+  // platform being built (the environment's only choose the default platform).
+  const env: Record<string, string> = { CGO_ENABLED: '0', ...options.baseEnv, ...goPlatformEnv(options.platform) };
+  for (const entry of options.env) {
+    const eq = entry.indexOf('=');
+    if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  if (/(^|\s)-toolexec/.test(env.GOFLAGS ?? '')) {
+    throw new TskoError('GO_BUILD', 'GOFLAGS contains -toolexec, which tsko (like ko) refuses: it makes builds unreproducible');
+  }
+  const args = ['build', ...options.flags, '-trimpath'];
+  if (options.ldflags.length > 0) args.push(`-ldflags=${options.ldflags.join(' ')}`);
+  args.push('-o', options.output, options.importPath);
+
+  await mkdir(dirname(options.output), { recursive: true });
+  const result = await runGo(args, { goBinary: options.goBinary, cwd: options.cwd, env, ...(options.signal ? { signal: options.signal } : {}) });
+  if (result.exitCode !== 0) {
+    const issues = parseCompileIssues(result.stderr, options.cwd);
+    const first = issues[0];
+    const where = first ? `: ${first.file}:${first.line}: ${first.message}` : '';
+    throw new TskoError('GO_BUILD', `go build failed for ${options.importPath} (${formatPlatform(options.platform)})${where}`, {
+      detail: result.stderr.trim(),
+    });
+  }
+}
+
+/** file:line[:col]: message lines from the compiler, with paths as go printed them. */
+export function parseCompileIssues(stderr: string, _cwd: string): CompileIssue[] {
+  const issues: CompileIssue[] = [];
+  for (const line of stderr.split('\n')) {
+    const match = /^(\S+\.go):(\d+)(?::(\d+))?: (.+)$/.exec(line.trim());
+    if (!match) continue;
+    const [, file = '', lineNo = '0', column, message = ''] = match;
+    issues.push({ file, line: Number(lineNo), ...(column ? { column: Number(column) } : {}), message });
+  }
+  return issues;
+}

@@ -1,0 +1,94 @@
+// Writes one image layer in a single pass: tar entries → tar-stream → gzip (BestSpeed, as ko) →
+// memory, hashing the uncompressed bytes (diff_id) and the compressed bytes (digest) on the way.
+// Nothing is written to a temp file and read back; the compressed bytes stay in memory so an
+// upload can be retried from them.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { createGzip, constants as zlibConstants } from 'node:zlib';
+import * as tar from 'tar-stream';
+import type { Digest } from './digest.js';
+import type { Layer } from './types.js';
+
+export interface TarEntry {
+  /** Path inside the image, without a leading slash (`ko-app/hello`). */
+  name: string;
+  type: 'directory' | 'file';
+  mode: number;
+  /** Seconds since the epoch; fixed for reproducible layers. */
+  mtime?: number;
+  uid?: number;
+  gid?: number;
+  /** File content: bytes in memory, or a file on disk of a known size to stream in. */
+  content?: Buffer | { path: string; size: number };
+}
+
+export async function writeLayer(entries: Iterable<TarEntry> | AsyncIterable<TarEntry>, mediaType: string): Promise<Layer> {
+  const pack = tar.pack();
+  const diffHash = createHash('sha256');
+  const digestHash = createHash('sha256');
+  const chunks: Buffer[] = [];
+  let size = 0;
+
+  const consumed = pipeline(
+    pack as unknown as AsyncIterable<Buffer>,
+    async function* hashUncompressed(source: AsyncIterable<Buffer>) {
+      for await (const chunk of source) {
+        diffHash.update(chunk);
+        yield chunk;
+      }
+    },
+    createGzip({ level: zlibConstants.Z_BEST_SPEED }),
+    async function collectCompressed(source: AsyncIterable<Buffer>) {
+      for await (const chunk of source) {
+        digestHash.update(chunk);
+        chunks.push(chunk);
+        size += chunk.length;
+      }
+    },
+  );
+
+  try {
+    for await (const entry of entries) await addEntry(pack, entry);
+    pack.finalize();
+  } catch (err) {
+    pack.destroy(err as Error);
+    await consumed.catch(() => undefined);
+    throw err;
+  }
+  await consumed;
+
+  return {
+    digest: `sha256:${digestHash.digest('hex')}` as Digest,
+    diffId: `sha256:${diffHash.digest('hex')}` as Digest,
+    size,
+    mediaType,
+    source: { kind: 'memory', data: Buffer.concat(chunks, size) },
+  };
+}
+
+async function addEntry(pack: tar.Pack, entry: TarEntry): Promise<void> {
+  const header = {
+    name: entry.type === 'directory' ? entry.name.replace(/\/?$/, '/') : entry.name,
+    type: entry.type,
+    size: 0,
+    mode: entry.mode,
+    mtime: new Date((entry.mtime ?? 0) * 1000),
+    uid: entry.uid ?? 0,
+    gid: entry.gid ?? 0,
+    uname: '',
+    gname: '',
+  };
+  // A file on disk is read whole: binaries are a few MB, and tar needs the size up front anyway.
+  const data =
+    entry.type === 'directory'
+      ? undefined
+      : entry.content === undefined || Buffer.isBuffer(entry.content)
+        ? (entry.content ?? Buffer.alloc(0))
+        : await readFile(entry.content.path);
+  await new Promise<void>((resolve, reject) => {
+    const done = (err?: Error | null) => (err ? reject(err) : resolve());
+    if (data === undefined) pack.entry(header, done);
+    else pack.entry({ ...header, size: data.length }, data, done);
+  });
+}

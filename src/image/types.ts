@@ -1,0 +1,105 @@
+// The OCI model as plain values: descriptors, manifests, configs, and an Image that holds the
+// exact bytes of its manifest and config (so digests are computed once, never re-serialised).
+import type { Digest } from './digest.js';
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+  'os.version'?: string;
+}
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: Platform;
+  artifactType?: string;
+}
+
+export interface ManifestJson {
+  schemaVersion: 2;
+  mediaType?: string;
+  artifactType?: string;
+  config: Descriptor;
+  layers: Descriptor[];
+  subject?: Descriptor;
+  annotations?: Record<string, string>;
+}
+
+export interface IndexJson {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface HistoryEntry {
+  created?: string;
+  created_by?: string;
+  author?: string;
+  comment?: string;
+  empty_layer?: boolean;
+}
+
+export interface ContainerConfig {
+  User?: string;
+  ExposedPorts?: Record<string, object>;
+  Env?: string[];
+  Entrypoint?: string[] | null;
+  Cmd?: string[] | null;
+  Volumes?: Record<string, object>;
+  WorkingDir?: string;
+  Labels?: Record<string, string>;
+  StopSignal?: string;
+  [key: string]: unknown;
+}
+
+export interface ImageConfigJson {
+  created?: string;
+  author?: string;
+  architecture: string;
+  os: string;
+  variant?: string;
+  'os.version'?: string;
+  config?: ContainerConfig;
+  rootfs: { type: 'layers'; diff_ids: string[] };
+  history?: HistoryEntry[];
+  [key: string]: unknown;
+}
+
+/** Where a layer's compressed bytes can be had when a registry lacks them. */
+export type BlobSource =
+  | { kind: 'memory'; data: Buffer }
+  | { kind: 'registry'; registry: string; repository: string };
+
+export interface Layer {
+  digest: Digest;
+  diffId: Digest;
+  size: number;
+  mediaType: string;
+  source: BlobSource;
+}
+
+export interface Image {
+  manifestMediaType: string;
+  manifestBytes: Buffer;
+  manifestDigest: Digest;
+  configBytes: Buffer;
+  configDigest: Digest;
+  config: ImageConfigJson;
+  layers: Layer[];
+  platform: Platform;
+}
+
+/** A resolved base image for one platform: what app layers are appended to. */
+export interface BaseImage {
+  /** The reference as configured (`cgr.dev/chainguard/static:latest`, `builtin://static`). */
+  name: string;
+  /** Digest of the manifest (or of the index, when the base is multi-platform), for annotations. */
+  digest: Digest;
+  manifestMediaType: string;
+  config: ImageConfigJson;
+  layers: Layer[];
+}
