@@ -1,0 +1,146 @@
+// Registry credentials the way docker finds them: config.json in $DOCKER_CONFIG or ~/.docker,
+// `auths` entries (inline base64 `auth` or username/password), then a per-registry credHelper,
+// then the global credsStore, both run as `docker-credential-<name> get`.
+// This is the one module below config/ that reads the environment, and only through `env`.
+import { readFile } from 'node:fs/promises';
+import { homedir as osHomedir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { TskoError } from '../errors.js';
+import type { Credentials } from './auth.js';
+import { DOCKER_HUB_REGISTRY } from './reference.js';
+
+export type { Credentials } from './auth.js';
+
+/** The key `docker login` uses for Docker Hub. */
+export const DOCKER_HUB_CONFIG_KEY = 'https://index.docker.io/v1/';
+const DOCKER_HUB_HOSTS = new Set([DOCKER_HUB_REGISTRY, 'docker.io', 'registry-1.docker.io']);
+
+export interface DockerConfigFile {
+  auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string }>;
+  credHelpers?: Record<string, string>;
+  credsStore?: string;
+}
+
+/** Runs `docker-credential-<name> get` with `input` on stdin and returns its stdout. */
+export type HelperRunner = (helper: string, input: string, signal?: AbortSignal) => Promise<string>;
+
+export interface CredentialLookupOptions {
+  env?: Record<string, string | undefined>;
+  homedir?: string;
+  runHelper?: HelperRunner;
+  signal?: AbortSignal;
+}
+
+export function dockerConfigPath(env: Record<string, string | undefined> = process.env, home = osHomedir()): string {
+  const dir = env.DOCKER_CONFIG !== undefined && env.DOCKER_CONFIG !== '' ? env.DOCKER_CONFIG : join(home, '.docker');
+  return join(dir, 'config.json');
+}
+
+/** The host[:port] a config.json key names: docker writes `host`, `https://host` or `https://host/v1/`. */
+export function configKeyHost(key: string): string {
+  return key.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '').toLowerCase();
+}
+
+function sameRegistry(key: string, registry: string): boolean {
+  const host = configKeyHost(key);
+  const want = registry.toLowerCase();
+  if (host === want) return true;
+  return DOCKER_HUB_HOSTS.has(want) && DOCKER_HUB_HOSTS.has(host);
+}
+
+/** What the config and helpers expect as the server for a registry (Docker Hub has its own key). */
+function serverUrlFor(registry: string): string {
+  return DOCKER_HUB_HOSTS.has(registry.toLowerCase()) ? DOCKER_HUB_CONFIG_KEY : registry;
+}
+
+export async function readDockerConfig(path: string): Promise<DockerConfigFile | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new TskoError('REGISTRY_AUTH', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
+    return parsed as DockerConfigFile;
+  } catch (err) {
+    throw new TskoError('REGISTRY_AUTH', `malformed docker config ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function fromAuthEntry(entry: NonNullable<DockerConfigFile['auths']>[string]): Credentials | undefined {
+  if (typeof entry.auth === 'string' && entry.auth !== '') {
+    const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon > 0) return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+  }
+  if (typeof entry.username === 'string' && entry.username !== '' && typeof entry.password === 'string') {
+    return { username: entry.username, password: entry.password };
+  }
+  return undefined;
+}
+
+const defaultRunHelper: HelperRunner = async (helper, input, signal) => {
+  const result = await execa(`docker-credential-${helper}`, ['get'], {
+    input,
+    timeout: 30_000,
+    reject: false,
+    ...(signal ? { cancelSignal: signal } : {}),
+  });
+  if (result.failed) {
+    const stdout = String(result.stdout ?? '');
+    // The helper protocol's "no credentials" answer is an error exit with this text.
+    if (/credentials not found/i.test(stdout) || /credentials not found/i.test(String(result.stderr ?? ''))) return '';
+    if ((result as { code?: string }).code === 'ENOENT') {
+      throw new TskoError('REGISTRY_AUTH', `credential helper docker-credential-${helper} is not installed`, {
+        hint: 'install it or remove it from credHelpers/credsStore in your docker config.json',
+      });
+    }
+    if (signal?.aborted) throw new TskoError('ABORTED', 'aborted');
+    throw new TskoError('REGISTRY_AUTH', `credential helper docker-credential-${helper} failed (exit ${result.exitCode ?? 'none'})`);
+  }
+  return String(result.stdout);
+};
+
+async function fromHelper(helper: string, registry: string, run: HelperRunner, signal?: AbortSignal): Promise<Credentials | undefined> {
+  const out = (await run(helper, serverUrlFor(registry), signal)).trim();
+  if (out === '') return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(out);
+  } catch {
+    throw new TskoError('REGISTRY_AUTH', `credential helper docker-credential-${helper} printed something that is not JSON`);
+  }
+  const o = parsed as { Username?: unknown; Secret?: unknown };
+  if (typeof o.Username !== 'string' || typeof o.Secret !== 'string') {
+    throw new TskoError('REGISTRY_AUTH', `credential helper docker-credential-${helper} printed JSON without Username and Secret`);
+  }
+  if (o.Secret === '') return undefined;
+  return { username: o.Username, password: o.Secret };
+}
+
+/** Credentials for `registry` (host[:port]) from docker's config, or undefined for anonymous access. */
+export async function lookupCredentials(registry: string, options: CredentialLookupOptions = {}): Promise<Credentials | undefined> {
+  const env = options.env ?? process.env;
+  const config = await readDockerConfig(dockerConfigPath(env, options.homedir ?? osHomedir()));
+  if (config === undefined) return undefined;
+  const run = options.runHelper ?? defaultRunHelper;
+
+  for (const [key, entry] of Object.entries(config.auths ?? {})) {
+    if (entry === null || typeof entry !== 'object' || !sameRegistry(key, registry)) continue;
+    const creds = fromAuthEntry(entry);
+    if (creds !== undefined) return creds;
+  }
+  for (const [key, helper] of Object.entries(config.credHelpers ?? {})) {
+    if (typeof helper === 'string' && helper !== '' && sameRegistry(key, registry)) {
+      return fromHelper(helper, registry, run, options.signal);
+    }
+  }
+  if (typeof config.credsStore === 'string' && config.credsStore !== '') {
+    return fromHelper(config.credsStore, registry, run, options.signal);
+  }
+  return undefined;
+}

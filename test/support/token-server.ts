@@ -1,0 +1,148 @@
+// A Docker token-auth server for tests (distribution's auth/token spec): checks Basic credentials,
+// grants the requested repository scopes (anonymous callers get pull only) and signs an ES256 JWT
+// that docker-registry 2.8.2 accepts (x5c chain to the rootcertbundle, r‖s signature, aud string).
+import { execFileSync } from 'node:child_process';
+import { X509Certificate, createPrivateKey, randomBytes, sign } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
+import { join } from 'node:path';
+
+export interface TokenRequestRecord {
+  scopes: string[];
+  service: string | undefined;
+  account: string | undefined;
+  /** The user whose Basic credentials were accepted; undefined for anonymous requests. */
+  user: string | undefined;
+  /** True when Basic credentials were sent but wrong. */
+  rejected: boolean;
+}
+
+export interface TokenServer {
+  realm: string;
+  service: string;
+  issuer: string;
+  certFile: string;
+  username: string;
+  password: string;
+  /** Every token request, in order. */
+  requests: TokenRequestRecord[];
+  /** Lifetime given to new tokens, in seconds (tests shorten it). */
+  expiresIn: number;
+  stop(): Promise<void>;
+}
+
+export interface TokenServerOptions {
+  dir: string;
+  service?: string;
+  issuer?: string;
+  expiresIn?: number;
+}
+
+function base64url(data: Buffer | string): string {
+  return Buffer.from(data).toString('base64url');
+}
+
+function parseScope(scope: string): { type: string; name: string; actions: string[] } | undefined {
+  // `repository:<name>:<actions>`; the name itself may hold a `:port`-free path only.
+  const first = scope.indexOf(':');
+  const last = scope.lastIndexOf(':');
+  if (first < 0 || last <= first) return undefined;
+  return { type: scope.slice(0, first), name: scope.slice(first + 1, last), actions: scope.slice(last + 1).split(',').filter((a) => a !== '') };
+}
+
+export async function startTokenServer(options: TokenServerOptions): Promise<TokenServer> {
+  const keyFile = join(options.dir, 'token-key.pem');
+  const certFile = join(options.dir, 'token-cert.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', keyFile, '-out', certFile, '-subj', '/CN=test-token-issuer', '-days', '2',
+  ], { stdio: 'ignore', timeout: 30_000 });
+  const key = createPrivateKey(readFileSync(keyFile));
+  const certDer = new X509Certificate(readFileSync(certFile)).raw;
+  const service = options.service ?? 'test-registry';
+  const issuer = options.issuer ?? 'test-issuer';
+  const username = 'testuser';
+  const password = randomBytes(12).toString('hex');
+  const requests: TokenRequestRecord[] = [];
+
+  const state = { expiresIn: options.expiresIn ?? 300 };
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    if (url.pathname !== '/token' || req.method !== 'GET') {
+      res.writeHead(404).end();
+      return;
+    }
+    const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter((s) => s !== '');
+    const record: TokenRequestRecord = {
+      scopes,
+      service: url.searchParams.get('service') ?? undefined,
+      account: url.searchParams.get('account') ?? undefined,
+      user: undefined,
+      rejected: false,
+    };
+    requests.push(record);
+    const authz = req.headers.authorization;
+    if (authz !== undefined) {
+      const m = /^Basic\s+(.+)$/i.exec(authz);
+      const decoded = m?.[1] !== undefined ? Buffer.from(m[1], 'base64').toString('utf8') : '';
+      if (decoded !== `${username}:${password}`) {
+        record.rejected = true;
+        res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ details: 'incorrect username or password' }));
+        return;
+      }
+      record.user = username;
+    }
+    const access = scopes
+      .map(parseScope)
+      .filter((s): s is NonNullable<typeof s> => s !== undefined && s.type === 'repository')
+      .map((s) => ({ type: 'repository', name: s.name, actions: record.user !== undefined ? s.actions : s.actions.filter((a) => a === 'pull') }));
+    const now = Math.floor(Date.now() / 1000);
+    const headerPart = base64url(JSON.stringify({ typ: 'JWT', alg: 'ES256', x5c: [certDer.toString('base64')] }));
+    const claims = {
+      iss: issuer,
+      sub: record.user ?? '',
+      aud: service,
+      exp: now + state.expiresIn,
+      nbf: now - 1,
+      iat: now,
+      jti: randomBytes(8).toString('hex'),
+      access,
+    };
+    const signingInput = `${headerPart}.${base64url(JSON.stringify(claims))}`;
+    const signature = sign('sha256', Buffer.from(signingInput), { key, dsaEncoding: 'ieee-p1363' });
+    const token = `${signingInput}.${base64url(signature)}`;
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ token, access_token: token, expires_in: state.expiresIn, issued_at: new Date(now * 1000).toISOString() }));
+  };
+
+  const server = createServer(handle);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  const tokenServer: TokenServer = {
+    realm: `http://127.0.0.1:${port}/token`,
+    service,
+    issuer,
+    certFile,
+    username,
+    password,
+    requests,
+    get expiresIn() {
+      return state.expiresIn;
+    },
+    set expiresIn(v: number) {
+      state.expiresIn = v;
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  return tokenServer;
+}
