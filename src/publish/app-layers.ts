@@ -1,0 +1,66 @@
+// The two layers tsko adds on top of a base: kodata/ (always, even when empty, so KO_DATA_PATH
+// exists) and the Go binary, each with fixed modes and times so they are reproducible.
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { TskoError } from '../errors.js';
+import { KO_APP_DIR, KODATA_ROOT } from '../image/assemble.js';
+import { writeLayer, type TarEntry } from '../image/layer-writer.js';
+import type { Layer } from '../image/types.js';
+
+const READ_ONLY_EXEC = 0o555;
+
+export async function binaryLayer(binaryPath: string, appName: string, mediaType: string): Promise<Layer> {
+  const info = await stat(binaryPath);
+  const dir = KO_APP_DIR.slice(1);
+  return writeLayer(
+    [
+      { name: dir, type: 'directory', mode: READ_ONLY_EXEC },
+      { name: `${dir}/${appName}`, type: 'file', mode: READ_ONLY_EXEC, content: { path: binaryPath, size: info.size } },
+    ],
+    mediaType,
+  );
+}
+
+/** kodata/ of the package dir under /var/run/ko; symlinks are followed but may not leave kodata/. */
+export async function kodataLayer(packageDir: string, mediaType: string, mtimeSeconds: number): Promise<Layer> {
+  const root = join(packageDir, 'kodata');
+  const entries: TarEntry[] = [{ name: KODATA_ROOT.slice(1), type: 'directory', mode: READ_ONLY_EXEC, mtime: mtimeSeconds }];
+  const rootInfo = await stat(root).catch(() => undefined);
+  if (rootInfo?.isDirectory()) {
+    const realRoot = await realpath(root);
+    await walkKodata(root, realRoot, KODATA_ROOT.slice(1), mtimeSeconds, entries, new Set([realRoot]));
+  }
+  return writeLayer(entries, mediaType);
+}
+
+async function walkKodata(dir: string, realRoot: string, prefix: string, mtime: number, out: TarEntry[], seen: Set<string>): Promise<void> {
+  // Sorted, so the layer does not depend on the order the filesystem lists entries in.
+  const names = (await readdir(dir)).sort();
+  for (const name of names) {
+    const hostPath = join(dir, name);
+    const target = `${prefix}/${name}`;
+    let realTarget = hostPath;
+    if ((await lstat(hostPath)).isSymbolicLink()) {
+      realTarget = await realpath(hostPath).catch(() => {
+        throw new TskoError('KODATA', `kodata symlink ${relativeTo(realRoot, hostPath)} is broken`);
+      });
+      if (realTarget !== realRoot && !realTarget.startsWith(realRoot + sep)) {
+        throw new TskoError('KODATA', `kodata symlink ${hostPath} points outside kodata/ (to ${realTarget})`, {
+          hint: 'copy the file into kodata/ instead; a link out of kodata/ would pack files from elsewhere on this machine into the image',
+        });
+      }
+    }
+    const info = await stat(realTarget);
+    if (info.isDirectory()) {
+      if (seen.has(realTarget)) continue; // a link back up the tree
+      out.push({ name: target, type: 'directory', mode: READ_ONLY_EXEC, mtime });
+      await walkKodata(hostPath, realRoot, target, mtime, out, new Set([...seen, realTarget]));
+    } else if (info.isFile()) {
+      out.push({ name: target, type: 'file', mode: READ_ONLY_EXEC, mtime, content: { path: realTarget, size: info.size } });
+    }
+  }
+}
+
+function relativeTo(root: string, path: string): string {
+  return relative(root, path) || path;
+}

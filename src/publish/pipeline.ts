@@ -1,0 +1,38 @@
+// Wires one resolved config into the objects a command needs — one registry client (one token
+// handshake per repo, one keep-alive pool per registry), one base resolver, one builder and one
+// publisher — as ko's resolver.go does. The dev loop keeps this for its whole run.
+import { join } from 'node:path';
+import type { ResolvedConfig } from '../config/resolve.js';
+import type { EventBus } from '../events.js';
+import { RegistryClient } from '../registry/client.js';
+import { BaseResolver } from './base.js';
+import { Builder, type ImageOptions } from './builder.js';
+import { Publisher } from './publisher.js';
+
+export interface PipelineOptions {
+  config: ResolvedConfig;
+  events: EventBus;
+  image?: ImageOptions;
+  insecureRegistry?: boolean;
+}
+
+export interface Pipeline {
+  config: ResolvedConfig;
+  client: RegistryClient;
+  bases: BaseResolver;
+  builder: Builder;
+  publisher: Publisher;
+  close(): Promise<void>;
+}
+
+export function makePipeline(options: PipelineOptions): Pipeline {
+  const client = new RegistryClient({
+    insecureRegistries: options.insecureRegistry ?? false,
+    events: options.events,
+    userAgent: 'tsko/0.1',
+  });
+  const bases = new BaseResolver({ client, cacheDir: join(options.config.cacheDir, 'base') });
+  const builder = new Builder({ config: options.config, bases, events: options.events, ...(options.image ? { image: options.image } : {}) });
+  const publisher = new Publisher({ client, events: options.events });
+  return { config: options.config, client, bases, builder, publisher, close: () => client.close() };
+}

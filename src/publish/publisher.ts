@@ -1,0 +1,166 @@
+// The Publisher: an image value in, a pushed digest reference out (ko's publish.Interface). It
+// pushes only what the registry lacks: a HEAD on the tag first (same digest → nothing to do),
+// then per blob: remembered as present, HEAD, cross-repo mount for base layers in the same
+// registry, a copy for base layers from another registry, or an upload from memory. Blobs go
+// before the manifest, so no tag ever points at an incomplete image.
+import { TskoError } from '../errors.js';
+import type { EventBus } from '../events.js';
+import type { Image, Layer } from '../image/types.js';
+import type { RegistryClient } from '../registry/client.js';
+import { formatReference, type Reference, type Repository } from '../registry/reference.js';
+
+export interface PublishStats {
+  blobsPushed: number;
+  blobsSkipped: number;
+  bytesPushed: number;
+  manifestExisted: boolean;
+}
+
+export interface Published {
+  repository: Repository;
+  digest: string;
+  /** What ko prints: name@sha256:…, or name:tag@sha256:… when the only tag is not latest. */
+  reference: string;
+  stats: PublishStats;
+}
+
+export interface PublisherOptions {
+  client: RegistryClient;
+  events: EventBus;
+  /** Parallel blob uploads per image (ggcr's default is 4). */
+  concurrency?: number;
+}
+
+interface BlobToPush {
+  digest: string;
+  size: number;
+  source: Layer['source'];
+}
+
+export class Publisher {
+  private readonly client: RegistryClient;
+  private readonly events: EventBus;
+  private readonly concurrency: number;
+  /** Blobs known to be in a repository, so a warm push HEADs nothing it has seen. */
+  private readonly known = new Set<string>();
+  /** One in-flight push per blob and repository, shared by concurrent publishes. */
+  private readonly inflight = new Map<string, Promise<'pushed' | 'skipped'>>();
+
+  constructor(options: PublisherOptions) {
+    this.client = options.client;
+    this.events = options.events;
+    this.concurrency = options.concurrency ?? 4;
+  }
+
+  async publish(image: Image, repository: Repository, tags: readonly string[], signal?: AbortSignal): Promise<Published> {
+    const stats: PublishStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
+    const name = formatReference(repository);
+    const firstTag = tags[0];
+    const target: Reference = firstTag ? { ...repository, tag: firstTag } : { ...repository, digest: image.manifestDigest };
+
+    const existing = await this.client.headManifest(target, signal);
+    if (existing?.digest === image.manifestDigest) {
+      stats.manifestExisted = true;
+      stats.blobsSkipped = image.layers.length + 1;
+      this.events.emit({ type: 'manifest', action: 'existing', reference: formatReference(target), digest: image.manifestDigest, size: image.manifestBytes.length });
+    } else {
+      const blobs: BlobToPush[] = [
+        ...image.layers.map((layer) => ({ digest: layer.digest, size: layer.size, source: layer.source })),
+        { digest: image.configDigest, size: image.configBytes.length, source: { kind: 'memory' as const, data: image.configBytes } },
+      ];
+      await runLimited(blobs, this.concurrency, async (blob) => {
+        const outcome = await this.pushBlob(repository, blob, signal);
+        if (outcome === 'pushed') {
+          stats.blobsPushed += 1;
+          stats.bytesPushed += blob.size;
+        } else {
+          stats.blobsSkipped += 1;
+        }
+      });
+      await this.putManifest(target, image, signal);
+    }
+    // Extra tags only move once the image is complete under the first.
+    await Promise.all(tags.slice(1).map((tag) => this.putManifest({ ...repository, tag }, image, signal)));
+
+    const onlyTag = tags.length === 1 && firstTag !== 'latest' ? `:${firstTag}` : '';
+    return { repository, digest: image.manifestDigest, reference: `${name}${onlyTag}@${image.manifestDigest}`, stats };
+  }
+
+  private async putManifest(ref: Reference, image: Image, signal?: AbortSignal): Promise<void> {
+    const digest = await this.client.putManifest(ref, image.manifestBytes, image.manifestMediaType, signal);
+    if (digest !== image.manifestDigest) {
+      throw new TskoError('REGISTRY_DIGEST', `${formatReference(ref)}: registry stored manifest ${digest}, expected ${image.manifestDigest}`);
+    }
+    this.events.emit({ type: 'manifest', action: 'pushed', reference: formatReference(ref), digest, size: image.manifestBytes.length });
+  }
+
+  private pushBlob(repository: Repository, blob: BlobToPush, signal?: AbortSignal): Promise<'pushed' | 'skipped'> {
+    const key = `${repository.registry}/${repository.repository}@${blob.digest}`;
+    if (this.known.has(key)) {
+      this.emitBlob('known', repository, blob);
+      return Promise.resolve('skipped');
+    }
+    let pending = this.inflight.get(key);
+    if (!pending) {
+      pending = this.pushBlobOnce(repository, blob, signal).then(
+        (outcome) => {
+          this.known.add(key);
+          this.inflight.delete(key);
+          return outcome;
+        },
+        (err: unknown) => {
+          this.inflight.delete(key);
+          throw err;
+        },
+      );
+      this.inflight.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async pushBlobOnce(repository: Repository, blob: BlobToPush, signal?: AbortSignal): Promise<'pushed' | 'skipped'> {
+    if (await this.client.headBlob(repository, blob.digest, signal)) {
+      this.emitBlob('existing', repository, blob);
+      return 'skipped';
+    }
+    const source = blob.source;
+    if (source.kind === 'memory') {
+      await this.client.uploadBlob(repository, blob.digest, blob.size, () => source.data, signal);
+      this.emitBlob('pushed', repository, blob);
+      return 'pushed';
+    }
+    const from: Repository = { registry: source.registry, repository: source.repository };
+    if (source.registry === repository.registry) {
+      if (await this.client.mountBlob(repository, blob.digest, from, signal).catch(() => false)) {
+        this.emitBlob('mounted', repository, blob);
+        return 'skipped';
+      }
+    }
+    // Another registry (or a mount refused): copy through memory once; later pushes find it by HEAD.
+    const data = await this.client.getBlob(from, blob.digest, signal);
+    await this.client.uploadBlob(repository, blob.digest, data.length, () => data, signal);
+    this.emitBlob('copied', repository, blob);
+    return 'pushed';
+  }
+
+  private emitBlob(action: 'existing' | 'known' | 'mounted' | 'pushed' | 'copied', repository: Repository, blob: BlobToPush): void {
+    this.events.emit({ type: 'blob', action, repository: formatReference(repository), digest: blob.digest, size: blob.size });
+  }
+
+  /** Forget what is known to be in registries (e.g. after the registry was garbage-collected). */
+  forgetKnownBlobs(): void {
+    this.known.clear();
+  }
+}
+
+/** Runs `work` over `items` with at most `limit` at once; the first failure rejects. */
+export async function runLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await work(item);
+    }
+  });
+  await Promise.all(workers);
+}
