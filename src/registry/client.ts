@@ -214,6 +214,11 @@ function registryErrorSummary(bytes: Buffer): string | undefined {
   }
 }
 
+/** The query for a log line; upload `_state` blobs are long and say nothing to a reader. */
+function shortQuery(url: URL): string {
+  return url.search.length > 80 ? `${url.search.slice(0, 77)}…` : url.search;
+}
+
 function appendQuery(url: URL, name: string, value: string): URL {
   // Append rather than rebuild: a Location's own parameters (`_state=`) must pass through byte for byte.
   const sep = url.href.endsWith('?') ? '' : url.search !== '' ? '&' : '?';
@@ -747,7 +752,7 @@ export class RegistryClient {
     this.#options.events?.emit({
       type: 'log',
       level: 'debug',
-      message: redact(`${spec.method} ${url.href} → ${data.statusCode} (${Date.now() - started} ms)`),
+      message: redact(`${spec.method} ${url.origin}${url.pathname}${shortQuery(url)} → ${data.statusCode} (${Date.now() - started} ms)`),
     });
     return { status: data.statusCode, headers: data.headers, body: data.body, url };
   }

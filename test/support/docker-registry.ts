@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { startTokenServer, type TokenServer } from './token-server.js';
 
 export const DOCKER_REGISTRY_BIN = '/usr/bin/docker-registry';
@@ -160,7 +160,13 @@ async function startOnce(options: DockerRegistryOptions, dir: string, port: numb
     if (status !== undefined) break;
     await new Promise((r) => setTimeout(r, 20));
   }
+  // A test that dies before stop() must not leave a registry running.
+  const killAtExit = (): void => {
+    if (!exited) child.kill('SIGKILL');
+  };
+  process.once('exit', killAtExit);
   const stop = async (): Promise<void> => {
+    process.removeListener('exit', killAtExit);
     if (!exited) {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
@@ -196,12 +202,15 @@ export async function startDockerRegistry(options: DockerRegistryOptions = {}): 
       try {
         const registry = await startOnce(options, dir, await freePort(), tokenServer);
         const ts = tokenServer;
+        const removeAtExit = (): void => rmSync(dir, { recursive: true, force: true });
+        process.once('exit', removeAtExit);
         return {
           ...registry,
           stop: async () => {
+            process.removeListener('exit', removeAtExit);
             await registry.stop();
             await ts?.stop();
-            await rm(dir, { recursive: true, force: true });
+            await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
           },
         };
       } catch (err) {
