@@ -2,49 +2,16 @@
 // upload (monolithic, streamed, chunked), HEAD skip, cross-repo mount, manifests by tag and digest
 // in OCI and Docker types, digest checks, 404s and an unreachable registry.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { TskoError } from '../src/errors.js';
 import { createEventBus, type TskoEvent } from '../src/events.js';
-import { DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST } from '../src/image/media-types.js';
+import { OCI_INDEX, OCI_MANIFEST } from '../src/image/media-types.js';
 import { RegistryClient } from '../src/registry/client.js';
 import type { Repository } from '../src/registry/reference.js';
 import { type DockerRegistry, freePort, startDockerRegistry } from './support/docker-registry.js';
-
-export function digestOf(bytes: Buffer): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
-
-export interface TestImage {
-  config: Buffer;
-  layer: Buffer;
-  manifest: Buffer;
-  mediaType: string;
-}
-
-/** A small image whose blobs are random, so every call yields new digests. */
-export function makeImage(family: 'oci' | 'docker' = 'oci'): TestImage {
-  const layer = randomBytes(2048);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [digestOf(layer)] }, nonce: randomBytes(8).toString('hex') }));
-  const mediaType = family === 'oci' ? OCI_MANIFEST : DOCKER_MANIFEST;
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType,
-      config: { mediaType: family === 'oci' ? OCI_CONFIG : DOCKER_CONFIG, digest: digestOf(config), size: config.length },
-      layers: [{ mediaType: family === 'oci' ? OCI_LAYER_GZIP : DOCKER_LAYER_GZIP, digest: digestOf(layer), size: layer.length }],
-    }),
-  );
-  return { config, layer, manifest, mediaType };
-}
-
-export async function pushImage(client: RegistryClient, repo: Repository, image: TestImage, tag: string): Promise<string> {
-  for (const blob of [image.layer, image.config]) {
-    if (!(await client.headBlob(repo, digestOf(blob)))) await client.uploadBlob(repo, digestOf(blob), blob.length, () => blob);
-  }
-  return client.putManifest({ ...repo, tag }, image.manifest, image.mediaType);
-}
+import { digestOf, makeImage, pushImage } from './support/registry-fixtures.js';
 
 async function rejectsWith(promise: Promise<unknown>, code: string, pattern?: RegExp): Promise<TskoError> {
   let caught: unknown;
