@@ -1,0 +1,93 @@
+// Durable file operations for the registry store: a write becomes visible only by rename after
+// its bytes were fsynced, and the directory is fsynced after the rename so the new name survives
+// a power cut as well as a kill -9.
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+/** Make the rename of a child of `dir` durable. Some filesystems refuse fsync on a directory; that is not an error here. */
+export async function fsyncDir(dir: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(dir, 'r');
+    await handle.sync();
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code !== 'EISDIR' && code !== 'EINVAL' && code !== 'EPERM' && code !== 'EBADF') throw err;
+  } finally {
+    await handle?.close();
+  }
+}
+
+export async function fsyncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A temp-file name in `tmpDir`; callers rename it into place (same filesystem as the root). */
+export function tempPath(tmpDir: string, label: string): string {
+  return join(tmpDir, `${label}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/** Write `data` to `target` atomically: temp file, fsync, rename, fsync of the target's directory. */
+export async function writeFileAtomic(tmpDir: string, target: string, data: string | Uint8Array): Promise<void> {
+  const tmp = tempPath(tmpDir, 'w');
+  const handle = await open(tmp, 'wx');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await handle.close();
+  try {
+    await mkdir(dirname(target), { recursive: true });
+    await rename(tmp, target);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await fsyncDir(dirname(target));
+}
+
+/** Move an already-fsynced file into place and make the new name durable. */
+export async function renameDurable(from: string, to: string): Promise<void> {
+  await mkdir(dirname(to), { recursive: true });
+  await rename(from, to);
+  await fsyncDir(dirname(to));
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** readdir that treats a missing directory as empty. */
+export async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if (isNotFound(err)) return [];
+    throw err;
+  }
+}
+
+export async function removeQuietly(path: string): Promise<void> {
+  await rm(path, { recursive: true, force: true }).catch(() => undefined);
+}

@@ -1,0 +1,163 @@
+// The embedded OCI registry: start one (`startRegistryServer`), or reuse the one already on the
+// default address (`ensureEmbeddedRegistry`), plus retention (`retainLatest`, `gcRegistry`).
+// The server never prints; failures of its own go to `onError` and start problems are TskoErrors.
+import { createServer, type Server } from 'node:http';
+import { TskoError } from '../../errors.js';
+import { formatAddress, isLoopbackHost, parseListenAddress } from './address.js';
+import { createAuthenticator, type RegistryAuth } from './auth.js';
+import { createContext } from './context.js';
+import { createRequestHandler } from './router.js';
+import { TSKO_REGISTRY_HEADER } from './respond.js';
+import { createStore } from './store.js';
+
+export { DEFAULT_REGISTRY_ADDR, defaultRegistryRoot, isLoopbackHost, parseListenAddress } from './address.js';
+export { loadHtpasswd, loadTokenFile, parseHtpasswd, type RegistryAuth } from './auth.js';
+export { gcRegistry, retainLatest, DEFAULT_RETAIN, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type RetainOptions, type RetainResult } from './gc.js';
+export { TSKO_REGISTRY_HEADER } from './respond.js';
+
+export interface RegistryServerOptions {
+  /** `host:port`; default 127.0.0.1:5001. Port 0 picks a free port (see RunningRegistry.address). */
+  addr?: string;
+  root: string;
+  auth?: RegistryAuth;
+  /** Largest blob accepted, in bytes (413 beyond). Default: no limit. */
+  maxBlobBytes?: number;
+  /** Needed to bind anything but loopback, and then `auth` is required too. */
+  allowRemote?: boolean;
+  onError?: (err: unknown) => void;
+}
+
+export interface RunningRegistry {
+  /** `host:port` actually bound. */
+  address: string;
+  url: string;
+  root: string;
+  close(): Promise<void>;
+}
+
+function listen(server: Server, host: string, port: number, shown: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      server.off('listening', onListening);
+      if (err.code === 'EADDRINUSE') {
+        reject(new TskoError('REGISTRY_SERVE', `cannot serve the registry on ${shown}: the port is already in use`, {
+          hint: 'stop whatever holds it, or pick another address with --addr',
+          cause: err,
+        }));
+      } else if (err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES' || err.code === 'ENOTFOUND') {
+        reject(new TskoError('REGISTRY_SERVE', `cannot serve the registry on ${shown}: ${err.code}`, { cause: err }));
+      } else reject(err);
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(port, host);
+  });
+}
+
+export async function startRegistryServer(options: RegistryServerOptions): Promise<RunningRegistry> {
+  const { host, port } = parseListenAddress(options.addr ?? '127.0.0.1:5001');
+  const shown = formatAddress(host, port);
+  if (!isLoopbackHost(host)) {
+    if (!options.allowRemote) {
+      throw new TskoError('REGISTRY_SERVE', `refusing to serve the registry on non-loopback address ${shown} without --allow-remote`, {
+        hint: 'the embedded registry binds 127.0.0.1 by default; remote access needs --allow-remote and --htpasswd or --token-file',
+      });
+    }
+    if (!options.auth) {
+      throw new TskoError('REGISTRY_SERVE', `refusing to serve the registry on ${shown} without authentication`, {
+        hint: 'pass --htpasswd FILE (bcrypt entries) or --token-file FILE',
+      });
+    }
+  }
+  const store = createStore(options.root);
+  try {
+    await store.init();
+  } catch (err) {
+    throw new TskoError('REGISTRY_SERVE', `cannot use registry root ${options.root}: ${(err as Error).message}`, { cause: err });
+  }
+  const ctx = createContext(store, options.maxBlobBytes ?? Number.MAX_SAFE_INTEGER);
+  const handle = createRequestHandler(ctx, {
+    ...(options.auth ? { auth: createAuthenticator(options.auth) } : {}),
+    ...(options.onError ? { onError: options.onError } : {}),
+  });
+  const server = createServer({ requestTimeout: 0 }, (req, res) => void handle(req, res));
+  await listen(server, host, port, shown);
+  const bound = server.address();
+  const actualPort = typeof bound === 'object' && bound ? bound.port : port;
+  const address = formatAddress(host, actualPort);
+  let closing: Promise<void> | undefined;
+  return {
+    address,
+    url: `http://${address}`,
+    root: options.root,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        // A client stuck mid-upload must not hold shutdown hostage.
+        setTimeout(() => server.closeAllConnections(), 2000).unref();
+      });
+      return closing;
+    },
+  };
+}
+
+export interface EnsureRegistryOptions {
+  addr: string;
+  root: string;
+  signal?: AbortSignal;
+  onError?: (err: unknown) => void;
+}
+
+type Probe = { kind: 'tsko' } | { kind: 'free' } | { kind: 'other'; what: string };
+
+/** What answers on `addr`: tsko's registry, nothing, or something else. */
+export async function probeRegistry(addr: string, signal?: AbortSignal): Promise<Probe> {
+  const { host, port } = parseListenAddress(addr);
+  const url = `http://${formatAddress(host, port)}/v2/`;
+  const timeout = AbortSignal.timeout(2000);
+  try {
+    const res = await fetch(url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout, redirect: 'manual' });
+    await res.body?.cancel();
+    if (res.headers.get(TSKO_REGISTRY_HEADER) === '1') return { kind: 'tsko' };
+    return { kind: 'other', what: `HTTP ${res.status} without the ${TSKO_REGISTRY_HEADER} header` };
+  } catch (err) {
+    if (signal?.aborted) throw new TskoError('ABORTED', 'aborted', { cause: err });
+    const code = (err as { cause?: { code?: string } }).cause?.code;
+    if (code === 'ECONNREFUSED') return { kind: 'free' };
+    return { kind: 'other', what: code ?? (err as Error).message };
+  }
+}
+
+/**
+ * Use the tsko registry already serving on `addr`, or start one in this process. Something else
+ * on the port is an error naming the address: tsko never pushes to a registry it can't recognise.
+ */
+export async function ensureEmbeddedRegistry(options: EnsureRegistryOptions): Promise<RunningRegistry & { started: boolean }> {
+  const { host, port } = parseListenAddress(options.addr);
+  const address = formatAddress(host, port);
+  // Two attempts: another tsko may win the race to bind between our probe and our listen.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const probe = await probeRegistry(options.addr, options.signal);
+    if (probe.kind === 'tsko') {
+      return { address, url: `http://${address}`, root: options.root, started: false, close: async () => undefined };
+    }
+    if (probe.kind === 'other') {
+      throw new TskoError('REGISTRY_SERVE', `something other than tsko's registry is listening on ${address} (${probe.what})`, {
+        hint: 'stop it, or set KO_DOCKER_REPO to the registry you want to push to',
+      });
+    }
+    try {
+      const running = await startRegistryServer({ addr: options.addr, root: options.root, ...(options.onError ? { onError: options.onError } : {}) });
+      return { ...running, started: true };
+    } catch (err) {
+      const inUse = err instanceof TskoError && (err.cause as { code?: string } | undefined)?.code === 'EADDRINUSE';
+      if (!inUse || attempt === 1) throw err;
+    }
+  }
+  throw new TskoError('REGISTRY_SERVE', `cannot serve the registry on ${address}`);
+}

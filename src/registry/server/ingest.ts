@@ -1,0 +1,118 @@
+// Getting bytes into the blob store: stream a request body into an upload's data file while
+// hashing it, then verify the digest and rename the fsynced file into its content address. A blob
+// is visible only after that rename, so a crash or a bad digest never leaves a blob whose bytes
+// don't match its name; two pushes of the same blob race harmlessly (same bytes, atomic rename).
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, stat, truncate, unlink } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { RegistryError } from './errors.js';
+import { fsyncFile, renameDurable, tempPath } from './fsutil.js';
+import type { DigestAlgorithm, ParsedDigest } from './names.js';
+import type { RegistryStore } from './store.js';
+
+/** Running sha256 of an upload, kept in memory so closing an upload needn't re-read the file. */
+export interface UploadHashState {
+  hash: Hash;
+  offset: number;
+}
+
+export interface AppendOptions {
+  /** Largest total size the upload may reach (bytes already in the file count). */
+  maxBytes: number;
+  /** In-memory hash to continue, when its offset equals the file's size. */
+  state?: UploadHashState;
+}
+
+/**
+ * Append the request body to `dataPath`. On any failure the file is cut back to its old size, so
+ * a half-received PATCH leaves the upload as it was. Returns the new size.
+ */
+export async function appendBody(req: IncomingMessage, dataPath: string, start: number, options: AppendOptions): Promise<number> {
+  const handle = await open(dataPath, 'r+');
+  let offset = start;
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      if (offset + chunk.length > options.maxBytes) {
+        throw new RegistryError(413, 'SIZE_INVALID', `blob exceeds the registry's limit of ${options.maxBytes} bytes`);
+      }
+      await handle.write(chunk, 0, chunk.length, offset);
+      options.state?.hash.update(chunk);
+      offset += chunk.length;
+    }
+    if (req.readableAborted) throw new RegistryError(400, 'BLOB_UPLOAD_INVALID', 'request body ended early');
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await truncate(dataPath, start).catch(() => undefined);
+    throw err;
+  }
+  await handle.close();
+  if (options.state) options.state.offset = offset;
+  return offset;
+}
+
+export async function hashFile(path: string, algorithm: DigestAlgorithm): Promise<string> {
+  const hash = createHash(algorithm);
+  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) hash.update(chunk);
+  return hash.digest('hex');
+}
+
+/**
+ * Verify the upload file's digest and move it to the blob's content address, then link the blob
+ * to the repository. A mismatch deletes the file and throws DIGEST_INVALID: nothing is stored.
+ */
+export async function commitBlob(
+  store: RegistryStore,
+  repository: string,
+  dataPath: string,
+  expected: ParsedDigest,
+  state: UploadHashState | undefined,
+): Promise<{ size: number }> {
+  const { size } = await stat(dataPath);
+  const actual =
+    state && state.offset === size && expected.algorithm === 'sha256'
+      ? state.hash.copy().digest('hex')
+      : await hashFile(dataPath, expected.algorithm);
+  if (actual !== expected.hex) {
+    await unlink(dataPath).catch(() => undefined);
+    throw new RegistryError(400, 'DIGEST_INVALID', 'provided digest did not match uploaded content', {
+      detail: { expected: expected.digest, actual: `${expected.algorithm}:${actual}` },
+    });
+  }
+  const existing = await store.statBlob(expected);
+  if (existing) {
+    // Same content is already stored; refresh it so gc's grace period covers this push.
+    await unlink(dataPath).catch(() => undefined);
+    await store.touchBlob(expected);
+  } else {
+    await fsyncFile(dataPath);
+    await renameDurable(dataPath, store.blobPath(expected));
+  }
+  await store.linkBlob(repository, expected);
+  return { size };
+}
+
+/** Write small in-memory bytes (a manifest) to their content address through a temp file. */
+export async function storeBytes(store: RegistryStore, digest: ParsedDigest, bytes: Uint8Array): Promise<void> {
+  if (await store.statBlob(digest)) {
+    await store.touchBlob(digest);
+    return;
+  }
+  const tmp = tempPath(store.tmpDir, 'blob');
+  const handle = await open(tmp, 'wx');
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await handle.close();
+  try {
+    await renameDurable(tmp, store.blobPath(digest));
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+}
