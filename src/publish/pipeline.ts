@@ -6,6 +6,7 @@ import type { ResolvedConfig } from '../config/resolve.js';
 import type { EventBus } from '../events.js';
 import { RegistryClient } from '../registry/client.js';
 import { BaseResolver } from './base.js';
+import { BlobLocations } from './blob-locations.js';
 import { Builder, type ImageOptions } from './builder.js';
 import { Publisher } from './publisher.js';
 
@@ -33,6 +34,7 @@ export function makePipeline(options: PipelineOptions): Pipeline {
   });
   const bases = new BaseResolver({ client, cacheDir: join(options.config.cacheDir, 'base') });
   const builder = new Builder({ config: options.config, bases, events: options.events, ...(options.image ? { image: options.image } : {}) });
-  const publisher = new Publisher({ client, events: options.events });
+  const locations = new BlobLocations(join(options.config.cacheDir, 'blob-locations'));
+  const publisher = new Publisher({ client, events: options.events, locations });
   return { config: options.config, client, bases, builder, publisher, close: () => client.close() };
 }

@@ -8,6 +8,7 @@ import type { EventBus } from '../events.js';
 import type { Image, Layer } from '../image/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatReference, type Reference, type Repository } from '../registry/reference.js';
+import { BlobLocations } from './blob-locations.js';
 
 export interface PublishStats {
   blobsPushed: number;
@@ -29,6 +30,8 @@ export interface PublisherOptions {
   events: EventBus;
   /** Parallel blob uploads per image (ggcr's default is 4). */
   concurrency?: number;
+  /** Where blobs were put before, for cross-repo mounts; default: this process only. */
+  locations?: BlobLocations;
 }
 
 interface BlobToPush {
@@ -41,6 +44,7 @@ export class Publisher {
   private readonly client: RegistryClient;
   private readonly events: EventBus;
   private readonly concurrency: number;
+  private readonly locations: BlobLocations;
   /** Blobs known to be in a repository, so a warm push HEADs nothing it has seen. */
   private readonly known = new Set<string>();
   /** One in-flight push per blob and repository, shared by concurrent publishes. */
@@ -50,6 +54,7 @@ export class Publisher {
     this.client = options.client;
     this.events = options.events;
     this.concurrency = options.concurrency ?? 4;
+    this.locations = options.locations ?? new BlobLocations();
   }
 
   async publish(image: Image, repository: Repository, tags: readonly string[], signal?: AbortSignal): Promise<Published> {
@@ -103,8 +108,9 @@ export class Publisher {
     let pending = this.inflight.get(key);
     if (!pending) {
       pending = this.pushBlobOnce(repository, blob, signal).then(
-        (outcome) => {
+        async (outcome) => {
           this.known.add(key);
+          await this.locations.remember(repository.registry, repository.repository, blob.digest);
           this.inflight.delete(key);
           return outcome;
         },
@@ -123,20 +129,25 @@ export class Publisher {
       this.emitBlob('existing', repository, blob);
       return 'skipped';
     }
+    // Anything this registry already holds elsewhere is mounted, never sent again.
+    const sources = await this.locations.find(repository.registry, blob.digest);
+    if (blob.source.kind === 'registry' && blob.source.registry === repository.registry) sources.unshift(blob.source.repository);
+    for (const fromRepository of new Set(sources)) {
+      if (fromRepository === repository.repository) continue;
+      const from: Repository = { registry: repository.registry, repository: fromRepository };
+      if (await this.client.mountBlob(repository, blob.digest, from, signal).catch(() => false)) {
+        this.emitBlob('mounted', repository, blob);
+        return 'skipped';
+      }
+    }
     const source = blob.source;
     if (source.kind === 'memory') {
       await this.client.uploadBlob(repository, blob.digest, blob.size, () => source.data, signal);
       this.emitBlob('pushed', repository, blob);
       return 'pushed';
     }
+    // Another registry (or a mount refused): copy through memory once; later pushes mount it.
     const from: Repository = { registry: source.registry, repository: source.repository };
-    if (source.registry === repository.registry) {
-      if (await this.client.mountBlob(repository, blob.digest, from, signal).catch(() => false)) {
-        this.emitBlob('mounted', repository, blob);
-        return 'skipped';
-      }
-    }
-    // Another registry (or a mount refused): copy through memory once; later pushes find it by HEAD.
     const data = await this.client.getBlob(from, blob.digest, signal);
     await this.client.uploadBlob(repository, blob.digest, data.length, () => data, signal);
     this.emitBlob('copied', repository, blob);
