@@ -1,29 +1,40 @@
 // Where images go: KO_DOCKER_REPO when set (validated up front, so nothing is built for a repo
-// that cannot be pushed to).
+// that cannot be pushed to); when unset or the reserved `tsko.local`, the embedded registry —
+// the one already serving at its address, or one started in this process for as long as it runs.
 import { TskoError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { ResolvedConfig } from '../config/resolve.js';
 import { parseRepository } from '../registry/reference.js';
+import { defaultRegistryRoot, ensureEmbeddedRegistry } from '../registry/server/index.js';
 import type { BuildFlags } from './common.js';
+
+export const EMBEDDED_REPO = 'tsko.local';
 
 export interface DockerRepo {
   dockerRepo: string;
+  /** Set when images go to the embedded registry. */
+  embedded?: { address: string; root: string; started: boolean };
   close(): Promise<void>;
 }
 
-export async function resolveDockerRepo(config: ResolvedConfig, flags: Pick<BuildFlags, 'push'>, _events: EventBus): Promise<DockerRepo> {
-  const value = config.dockerRepo;
-  if (!value) {
-    if (!flags.push) return { dockerRepo: 'tsko.local', close: async () => {} };
-    throw new TskoError('KO_DOCKER_REPO', 'KO_DOCKER_REPO environment variable is unset', {
-      hint: 'set it to the registry and repository to push to, e.g. KO_DOCKER_REPO=127.0.0.1:5000/dev',
-    });
+export async function resolveDockerRepo(config: ResolvedConfig, flags: Pick<BuildFlags, 'push'>, events: EventBus, signal?: AbortSignal): Promise<DockerRepo> {
+  const value = config.dockerRepo ?? EMBEDDED_REPO;
+  if (value === EMBEDDED_REPO || value.startsWith(`${EMBEDDED_REPO}/`)) {
+    if (!flags.push) return { dockerRepo: value, close: async () => {} };
+    const root = defaultRegistryRoot(config.env, config.homedir);
+    const running = await ensureEmbeddedRegistry({ addr: config.embeddedRegistryAddr, root, ...(signal ? { signal } : {}) });
+    events.emit({ type: 'registry.embedded', address: running.address, root, started: running.started });
+    return {
+      dockerRepo: running.address + value.slice(EMBEDDED_REPO.length),
+      embedded: { address: running.address, root, started: running.started },
+      close: () => running.close(),
+    };
   }
   try {
     parseRepository(value.toLowerCase());
   } catch (err) {
     throw new TskoError('KO_DOCKER_REPO', `KO_DOCKER_REPO="${value}" is not a valid repository: ${(err as Error).message}`, {
-      hint: 'expected registry[:port]/path, e.g. 127.0.0.1:5000/dev or gcr.io/my-project',
+      hint: 'expected registry[:port]/path, e.g. 127.0.0.1:5000/dev or gcr.io/my-project (or unset it to use the embedded registry)',
     });
   }
   return { dockerRepo: value, close: async () => {} };

@@ -3,6 +3,7 @@
 // file it came from, so `tsko dev` can watch it and resolve again.
 import { homedir as osHomedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { DEFAULT_REGISTRY_ADDR } from '../registry/server/address.js';
 import type { BuildConfig, DevConfig } from './define.js';
 import { findConfigFile, loadConfigFile } from './load.js';
 
@@ -39,6 +40,8 @@ export interface ResolvedConfig {
   readonly dockerRepo: string | undefined;
   readonly sourceDateEpoch: string | undefined;
   readonly kodataDateEpoch: string | undefined;
+  /** Where the embedded registry listens (TSKO_REGISTRY_ADDR, default 127.0.0.1:5001). */
+  readonly embeddedRegistryAddr: string;
   /** tsko's cache root ($XDG_CACHE_HOME/tsko or ~/.cache/tsko). */
   readonly cacheDir: string;
   readonly homedir: string;
@@ -85,6 +88,7 @@ export async function resolveConfig(inline: InlineConfig = {}): Promise<Resolved
     dockerRepo: env.KO_DOCKER_REPO || undefined,
     sourceDateEpoch: env.SOURCE_DATE_EPOCH,
     kodataDateEpoch: env.KO_DATA_DATE_EPOCH,
+    embeddedRegistryAddr: env.TSKO_REGISTRY_ADDR || DEFAULT_REGISTRY_ADDR,
     cacheDir: env.XDG_CACHE_HOME ? join(env.XDG_CACHE_HOME, 'tsko') : join(home, '.cache', 'tsko'),
     homedir: home,
   };
