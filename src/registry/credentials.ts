@@ -22,8 +22,8 @@ export interface DockerConfigFile {
   credsStore?: string;
 }
 
-/** Runs `docker-credential-<name> get` with `input` on stdin and returns its stdout. */
-export type HelperRunner = (helper: string, input: string, signal?: AbortSignal) => Promise<string>;
+/** Runs `docker-credential-<name> get` with `input` on stdin and returns its stdout ('' for "not found"). */
+export type HelperRunner = (helper: string, input: string, env: Record<string, string | undefined>, signal?: AbortSignal) => Promise<string>;
 
 export interface CredentialLookupOptions {
   env?: Record<string, string | undefined>;
@@ -83,9 +83,12 @@ function fromAuthEntry(entry: NonNullable<DockerConfigFile['auths']>[string]): C
   return undefined;
 }
 
-const defaultRunHelper: HelperRunner = async (helper, input, signal) => {
+export const runCredentialHelper: HelperRunner = async (helper, input, env, signal) => {
+  if (!/^[\w.-]+$/.test(helper)) throw new TskoError('REGISTRY_AUTH', `bad credential helper name "${helper}" in docker config`);
   const result = await execa(`docker-credential-${helper}`, ['get'], {
     input,
+    env,
+    extendEnv: false,
     timeout: 30_000,
     reject: false,
     ...(signal ? { cancelSignal: signal } : {}),
@@ -105,8 +108,14 @@ const defaultRunHelper: HelperRunner = async (helper, input, signal) => {
   return String(result.stdout);
 };
 
-async function fromHelper(helper: string, registry: string, run: HelperRunner, signal?: AbortSignal): Promise<Credentials | undefined> {
-  const out = (await run(helper, serverUrlFor(registry), signal)).trim();
+async function fromHelper(
+  helper: string,
+  registry: string,
+  run: HelperRunner,
+  env: Record<string, string | undefined>,
+  signal?: AbortSignal,
+): Promise<Credentials | undefined> {
+  const out = (await run(helper, serverUrlFor(registry), env, signal)).trim();
   if (out === '') return undefined;
   let parsed: unknown;
   try {
@@ -127,7 +136,7 @@ export async function lookupCredentials(registry: string, options: CredentialLoo
   const env = options.env ?? process.env;
   const config = await readDockerConfig(dockerConfigPath(env, options.homedir ?? osHomedir()));
   if (config === undefined) return undefined;
-  const run = options.runHelper ?? defaultRunHelper;
+  const run = options.runHelper ?? runCredentialHelper;
 
   for (const [key, entry] of Object.entries(config.auths ?? {})) {
     if (entry === null || typeof entry !== 'object' || !sameRegistry(key, registry)) continue;
@@ -136,11 +145,11 @@ export async function lookupCredentials(registry: string, options: CredentialLoo
   }
   for (const [key, helper] of Object.entries(config.credHelpers ?? {})) {
     if (typeof helper === 'string' && helper !== '' && sameRegistry(key, registry)) {
-      return fromHelper(helper, registry, run, options.signal);
+      return fromHelper(helper, registry, run, env, options.signal);
     }
   }
   if (typeof config.credsStore === 'string' && config.credsStore !== '') {
-    return fromHelper(config.credsStore, registry, run, options.signal);
+    return fromHelper(config.credsStore, registry, run, env, options.signal);
   }
   return undefined;
 }
