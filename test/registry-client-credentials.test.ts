@@ -127,9 +127,20 @@ describe('token helpers', () => {
     const cache = new TokenCache();
     cache.set('r', ['b', 'a'], 'tok', 60, 1000);
     assert.equal(cache.get('r', ['a', 'b'], 1000), 'tok');
-    assert.equal(cache.get('r', ['a'], 1000), undefined);
+    assert.equal(cache.get('r', ['a'], 1000), 'tok', 'a subset is served');
+    assert.equal(cache.get('r', ['c'], 1000), undefined);
     assert.equal(cache.get('other', ['a', 'b'], 1000), undefined);
     assert.equal(cache.get('r', ['a', 'b'], 1000 + 60_000), undefined);
+  });
+
+  it('lets a wider token serve a narrower request', () => {
+    const cache = new TokenCache();
+    cache.set('r', ['repository:x/y:pull,push', 'repository:z:pull'], 'wide', 60, 0);
+    assert.equal(cache.get('r', ['repository:x/y:pull'], 1), 'wide');
+    assert.equal(cache.get('r', ['repository:z:pull', 'repository:x/y:push'], 1), 'wide');
+    assert.equal(cache.get('r', ['repository:z:push'], 1), undefined);
+    assert.equal(cache.get('r', ['repository:x/yy:pull'], 1), undefined);
+    assert.equal(cache.get('r2', ['repository:x/y:pull'], 1), undefined);
   });
 
   it('puts the needed scopes first', () => {

@@ -146,11 +146,36 @@ export function realmProblem(realm: string, registry: string, registryIsTls: boo
 }
 
 interface CachedToken {
+  registry: string;
+  scopes: readonly string[];
   token: string;
   expiresAt: number;
 }
 
-/** Bearer tokens per (registry, scope set), forgotten shortly before they expire. */
+/** Splits `type:name:actions` at its first and last colon (a name never holds one, a type never does). */
+function splitScope(scope: string): { resource: string; actions: string[] } | undefined {
+  const last = scope.lastIndexOf(':');
+  if (last <= 0) return undefined;
+  return { resource: scope.slice(0, last), actions: scope.slice(last + 1).split(',') };
+}
+
+/** True when a token granted `held` scopes also serves `needed` (e.g. pull,push serves pull). */
+export function scopesCover(held: readonly string[], needed: readonly string[]): boolean {
+  return needed.every((need) => {
+    if (held.includes(need)) return true;
+    const n = splitScope(need);
+    if (n === undefined) return false;
+    return held.some((h) => {
+      const g = splitScope(h);
+      return g !== undefined && g.resource === n.resource && n.actions.every((a) => g.actions.includes(a));
+    });
+  });
+}
+
+/**
+ * Bearer tokens per (registry, scope set), forgotten shortly before they expire. A token for a
+ * wider scope set serves a narrower request, so a push's pull,push token also answers its HEADs.
+ */
 export class TokenCache {
   readonly #tokens = new Map<string, CachedToken>();
 
@@ -159,21 +184,29 @@ export class TokenCache {
   }
 
   get(registry: string, scopes: readonly string[], now = Date.now()): string | undefined {
-    const key = TokenCache.key(registry, scopes);
+    const exact = this.#fresh(TokenCache.key(registry, scopes), now);
+    if (exact !== undefined) return exact.token;
+    for (const [key, entry] of this.#tokens) {
+      if (entry.registry === registry && this.#fresh(key, now) !== undefined && scopesCover(entry.scopes, scopes)) return entry.token;
+    }
+    return undefined;
+  }
+
+  #fresh(key: string, now: number): CachedToken | undefined {
     const hit = this.#tokens.get(key);
     if (hit === undefined) return undefined;
     if (hit.expiresAt <= now) {
       this.#tokens.delete(key);
       return undefined;
     }
-    return hit.token;
+    return hit;
   }
 
   set(registry: string, scopes: readonly string[], token: string, expiresInSeconds: number, now = Date.now()): void {
     // Keep a margin so a token does not expire between the cache check and the request.
     const lifetimeMs = Math.max(1, expiresInSeconds) * 1000;
     const margin = Math.min(10_000, lifetimeMs / 10);
-    this.#tokens.set(TokenCache.key(registry, scopes), { token, expiresAt: now + lifetimeMs - margin });
+    this.#tokens.set(TokenCache.key(registry, scopes), { registry, scopes: [...scopes], token, expiresAt: now + lifetimeMs - margin });
   }
 
   delete(registry: string, scopes: readonly string[]): void {
