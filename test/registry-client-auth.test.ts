@@ -240,3 +240,43 @@ describe('TLS with a self-signed certificate', () => {
     assert.equal(stdout.trim(), 'false');
   });
 });
+
+describe('Authorization stays with the registry that challenged', () => {
+  // docker-registry's filesystem storage never redirects, so blob storage elsewhere is two small
+  // servers here: a Basic-auth "registry" that redirects blob GETs, and a "bucket" on another port.
+  it('follows a blob redirect to another origin without Authorization', async (t) => {
+    const { createServer } = await import('node:http');
+    const blob = randomBytes(3000);
+    const digest = digestOf(blob);
+    const bucketSaw: Array<string | undefined> = [];
+    const bucket = createServer((req, res) => {
+      bucketSaw.push(req.headers.authorization);
+      res.writeHead(200, { 'content-length': String(blob.length) }).end(blob);
+    });
+    await new Promise<void>((r) => bucket.listen(0, '127.0.0.1', r));
+    const bucketPort = (bucket.address() as { port: number }).port;
+    const password = randomBytes(8).toString('hex');
+    const expected = `Basic ${Buffer.from(`u:${password}`).toString('base64')}`;
+    const registrySaw: Array<string | undefined> = [];
+    const fake = createServer((req, res) => {
+      registrySaw.push(req.headers.authorization);
+      if (req.headers.authorization !== expected) {
+        res.writeHead(401, { 'www-authenticate': 'Basic realm="fake"' }).end();
+        return;
+      }
+      if (req.url === '/v2/') res.writeHead(200).end('{}');
+      else res.writeHead(307, { location: `http://127.0.0.1:${bucketPort}/bucket/blob?sig=abc` }).end();
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const host = `127.0.0.1:${(fake.address() as { port: number }).port}`;
+    const client = new RegistryClient({ credentials: async () => ({ username: 'u', password }) });
+    t.after(async () => {
+      await client.close();
+      await new Promise((r) => fake.close(r));
+      await new Promise((r) => bucket.close(r));
+    });
+    assert.deepEqual(await client.getBlob({ registry: host, repository: 'r/x' }, digest), blob);
+    assert.ok(registrySaw.includes(expected), 'the registry got credentials after its challenge');
+    assert.deepEqual(bucketSaw, [undefined], 'the other origin got none');
+  });
+});
