@@ -1,9 +1,9 @@
 // Finds and loads the user's config file: `--config PATH`, else KO_CONFIG_PATH (a file, or a
 // directory holding .ko.yaml, as ko), else tsko.config.{ts,mts,js,mjs} or .ko.yaml in the working
-// directory. TypeScript configs are imported by Node directly (type stripping, Node >= 22.18).
+// directory, else a tsko.config.* in a parent directory up to the repository root. TypeScript configs are imported by Node directly (type stripping, Node >= 22.18).
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { TskoError } from '../errors.js';
@@ -29,7 +29,14 @@ export function findConfigFile(cwd: string, explicit: string | undefined, koConf
     if (!existsSync(file)) throw new TskoError('CONFIG_LOAD', `KO_CONFIG_PATH points at ${koConfigPath}, which has no config file`);
     return file;
   }
-  return CONFIG_FILE_NAMES.map((name) => join(cwd, name)).find((file) => existsSync(file));
+  // The working directory first, then its parents up to the repository root, so a service dir
+  // inside a monorepo (or examples/hello in this one) picks up the project's tsko.config.ts.
+  for (let dir = cwd; ; dir = dirname(dir)) {
+    const names = dir === cwd ? CONFIG_FILE_NAMES : CONFIG_FILE_NAMES.filter((name) => name !== '.ko.yaml');
+    const found = names.map((name) => join(dir, name)).find((file) => existsSync(file));
+    if (found) return found;
+    if (existsSync(join(dir, '.git')) || dirname(dir) === dir) return undefined;
+  }
 }
 
 /** `fresh` bypasses Node's module cache, so a dev loop sees an edited config. */

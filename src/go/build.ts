@@ -52,7 +52,7 @@ export async function goBuild(options: GoBuildOptions): Promise<void> {
   if (result.exitCode !== 0) {
     const issues = parseCompileIssues(result.stderr, options.cwd);
     const first = issues[0];
-    const where = first ? `: ${first.file}:${first.line}: ${first.message}` : '';
+    const where = first ? `: ${first.file}:${first.line}${first.column ? `:${first.column}` : ''}: ${first.message}` : '';
     throw new TskoError('GO_BUILD', `go build failed for ${options.importPath} (${formatPlatform(options.platform)})${where}`, {
       detail: result.stderr.trim(),
     });
