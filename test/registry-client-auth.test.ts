@@ -133,6 +133,16 @@ describe('Bearer token auth against docker-registry token mode', () => {
     assert.ok(!events.some((e) => JSON.stringify(e).includes('Bearer ey')), 'no token in events');
   });
 
+  it('shares one token exchange among parallel uploads', async (t) => {
+    const client = new RegistryClient({ credentials: creds() });
+    t.after(() => client.close());
+    const server = registry.tokenServer!;
+    const before = server.requests.length;
+    const blobs = Array.from({ length: 8 }, () => randomBytes(1000));
+    await Promise.all(blobs.map((b) => client.uploadBlob({ ...repo, repository: 'token/parallel' }, digestOf(b), b.length, () => b)));
+    assert.deepEqual(server.requests.slice(before).map((r) => r.scopes.join(' ')), ['repository:token/parallel:pull,push']);
+  });
+
   it('fetches a new token once the old one has expired', async (t) => {
     const server = registry.tokenServer!;
     server.expiresIn = 1;
@@ -163,6 +173,19 @@ describe('Bearer token auth against docker-registry token mode', () => {
     assert.equal(err.code, 'REGISTRY_AUTH');
     assert.match(err.message, /denied .*anonymous/);
     assert.match(err.hint ?? '', /tsko login/);
+  });
+
+  it('exchanges an identity token through the OAuth2 refresh-token grant', async (t) => {
+    const server = registry.tokenServer!;
+    const { bus, events } = recordingBus();
+    const client = new RegistryClient({ events: bus, credentials: async () => ({ username: '<token>', password: server.refreshToken }) });
+    t.after(() => client.close());
+    const before = server.requests.length;
+    const image = makeImage('oci');
+    await pushImage(client, repo, image, 'oauth');
+    const mine = server.requests.slice(before);
+    assert.ok(mine.length > 0 && mine.every((r) => r.method === 'POST' && r.user === registry.username && !r.rejected));
+    assertNoSecrets(events.map((e) => JSON.stringify(e)), [server.refreshToken]);
   });
 
   it('says authentication failed on a wrong password', async (t) => {

@@ -27,6 +27,7 @@ describe('lookupCredentials', () => {
         'https://127.0.0.1:5000': { username: 'u', password: 'p' },
         'https://index.docker.io/v1/': { auth: b64('hub:hp') },
         'empty.example': {},
+        'ghcr.io': { auth: b64('x:y'), identitytoken: 'refresh-me' },
       },
     });
     const env = { DOCKER_CONFIG: dir };
@@ -35,6 +36,7 @@ describe('lookupCredentials', () => {
     assert.equal(await lookupCredentials('127.0.0.1:5001', { env }), undefined);
     assert.deepEqual(await lookupCredentials('index.docker.io', { env }), { username: 'hub', password: 'hp' });
     assert.equal(await lookupCredentials('empty.example', { env }), undefined);
+    assert.deepEqual(await lookupCredentials('ghcr.io', { env }), { username: '<token>', password: 'refresh-me' });
     assert.equal(await lookupCredentials('other.example', { env }), undefined);
   });
 

@@ -114,6 +114,8 @@ const TLS_VERIFY_CODES = new Set([
 ]);
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
 const MAX_ERROR_BODY = 64 * 1024;
+/** docker's convention: this user name means the password is an identity (refresh) token. */
+const IDENTITY_TOKEN_USER = '<token>';
 const MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
 
 /** A registry error with what retry classification needs. */
@@ -219,6 +221,26 @@ function shortQuery(url: URL): string {
   return url.search.length > 80 ? `${url.search.slice(0, 77)}…` : url.search;
 }
 
+/** Waits for a shared promise, but gives up on this caller's abort. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.reject(new TskoError('ABORTED', 'aborted', { cause: signal.reason }));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new TskoError('ABORTED', 'aborted', { cause: signal.reason }));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
 function appendQuery(url: URL, name: string, value: string): URL {
   // Append rather than rebuild: a Location's own parameters (`_state=`) must pass through byte for byte.
   const sep = url.href.endsWith('?') ? '' : url.search !== '' ? '&' : '?';
@@ -234,6 +256,8 @@ export class RegistryClient {
   readonly #auth = new Map<string, AuthState>();
   readonly #credentials = new Map<string, Promise<Credentials | undefined>>();
   readonly #tokens = new TokenCache();
+  /** Token exchanges in flight, so parallel uploads of one push share one exchange. */
+  readonly #tokenFetches = new Map<string, Promise<string>>();
   #closed = false;
 
   constructor(options: RegistryClientOptions = {}) {
@@ -686,11 +710,18 @@ export class RegistryClient {
       const cached = this.#tokens.get(registry, scopes);
       if (cached !== undefined) return `Bearer ${cached}`;
     }
-    const token = await this.#fetchToken(registry, challenge, scopes, endpoint, signal);
-    return `Bearer ${token}`;
+    const key = TokenCache.key(registry, scopes);
+    let pending = this.#tokenFetches.get(key);
+    if (pending === undefined) {
+      // Shared by every waiter, so it runs without any one caller's signal; each waiter still
+      // stops at once on its own abort.
+      pending = this.#fetchToken(registry, challenge, scopes, endpoint).finally(() => this.#tokenFetches.delete(key));
+      this.#tokenFetches.set(key, pending);
+    }
+    return `Bearer ${await abortable(pending, signal)}`;
   }
 
-  async #fetchToken(registry: string, challenge: Challenge, scopes: string[], endpoint: Endpoint, signal: AbortSignal | undefined): Promise<string> {
+  async #fetchToken(registry: string, challenge: Challenge, scopes: string[], endpoint: Endpoint): Promise<string> {
     const realm = challenge.params.realm;
     if (realm === undefined || realm === '') {
       throw new TskoError('REGISTRY_AUTH', `${registry} sent a Bearer challenge without a realm`);
@@ -698,28 +729,46 @@ export class RegistryClient {
     const problem = realmProblem(realm, registry, endpoint.tls);
     if (problem !== undefined) throw new TskoError('REGISTRY_AUTH', `refusing ${registry}'s token server: ${problem}`);
     const creds = await this.#credentialsFor(registry);
-    const url = tokenUrl(realm, challenge.params.service, scopes, creds?.username);
-    const operation = `token request to ${url.host} for ${registry}`;
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (creds !== undefined) headers.authorization = basicAuthorization(creds);
-    const tokenEndpoint: Endpoint = { origin: url.origin, agent: url.host === registry ? endpoint.agent : this.#agent, tls: url.protocol === 'https:' };
-    const res = await this.#retrying(operation, signal, async () => {
-      const r = await this.#dispatch(tokenEndpoint, url, { registry, method: 'GET', target: url, scopes: [], operation, signal }, headers.authorization, headers);
-      if (RETRYABLE_STATUS.has(r.status)) throw await this.#httpError(r, operation, registry);
-      return r;
-    });
+    const service = challenge.params.service;
+    const tokenEndpoint = (url: URL): Endpoint => ({ origin: url.origin, agent: url.host === registry ? endpoint.agent : this.#agent, tls: url.protocol === 'https:' });
+
+    let res: Response | undefined;
+    let operation = `token request to ${new URL(realm).host} for ${registry}`;
+    if (creds?.username === IDENTITY_TOKEN_USER) {
+      // An identity (refresh) token: OAuth2 first, as docker and ggcr do; a 404 means the server only has GET.
+      const url = new URL(realm);
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.password, client_id: 'tsko', scope: scopes.join(' ') });
+      if (service !== undefined) form.set('service', service);
+      const body = Buffer.from(form.toString());
+      res = await this.#dispatch(tokenEndpoint(url), url, {
+        registry,
+        method: 'POST',
+        target: url,
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: () => body,
+        scopes: [],
+        operation,
+      }, undefined);
+      if (res.status === 404) {
+        await discard(res);
+        res = undefined;
+      }
+    }
+    if (res === undefined) {
+      const url = tokenUrl(realm, service, scopes, creds?.username);
+      operation = `token request to ${url.host} for ${registry}`;
+      res = await this.#dispatch(tokenEndpoint(url), url, { registry, method: 'GET', target: url, headers: { accept: 'application/json' }, scopes: [], operation }, creds === undefined ? undefined : basicAuthorization(creds));
+    }
     if (res.status === 401 || res.status === 403) {
       await discard(res);
       if (creds !== undefined) throw new TskoError('REGISTRY_AUTH', `authentication failed for ${registry} as ${creds.username}`);
       throw new TskoError('REGISTRY_AUTH', `${registry}'s token server refused anonymous access`, { hint: `run \`tsko login ${registry}\` or \`docker login ${registry}\`` });
     }
-    if (res.status !== 200) {
-      const err = await this.#httpError(res, operation, registry);
-      throw new TskoError('REGISTRY_AUTH', err.message, { cause: err });
-    }
+    // A 5xx from the token server is retried with the operation that needed the token.
+    if (res.status !== 200) throw await this.#httpError(res, operation, registry);
     let parsed: ReturnType<typeof parseTokenResponse>;
     try {
-      parsed = parseTokenResponse(JSON.parse((await this.#readBody(res, MAX_ERROR_BODY * 4, operation, registry, signal)).toString('utf8')));
+      parsed = parseTokenResponse(JSON.parse((await this.#readBody(res, MAX_ERROR_BODY * 4, operation, registry, undefined)).toString('utf8')));
     } catch (err) {
       if (err instanceof TskoError) throw err;
       parsed = undefined;

@@ -72,6 +72,8 @@ export async function readDockerConfig(path: string): Promise<DockerConfigFile |
 }
 
 function fromAuthEntry(entry: NonNullable<DockerConfigFile['auths']>[string]): Credentials | undefined {
+  // docker's convention for an identity (refresh) token: user `<token>`, the token as password.
+  if (typeof entry.identitytoken === 'string' && entry.identitytoken !== '') return { username: '<token>', password: entry.identitytoken };
   if (typeof entry.auth === 'string' && entry.auth !== '') {
     const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');

@@ -15,6 +15,8 @@ export interface TokenRequestRecord {
   user: string | undefined;
   /** True when Basic credentials were sent but wrong. */
   rejected: boolean;
+  /** `GET` (docker token protocol) or `POST` (OAuth2 refresh-token grant). */
+  method: string;
 }
 
 export interface TokenServer {
@@ -24,6 +26,8 @@ export interface TokenServer {
   certFile: string;
   username: string;
   password: string;
+  /** An OAuth2 refresh token accepted by POST /token (grant_type=refresh_token) for `username`. */
+  refreshToken: string;
   /** Every token request, in order. */
   requests: TokenRequestRecord[];
   /** Lifetime given to new tokens, in seconds (tests shorten it). */
@@ -63,27 +67,38 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
   const issuer = options.issuer ?? 'test-issuer';
   const username = 'testuser';
   const password = randomBytes(12).toString('hex');
+  const refreshToken = randomBytes(12).toString('hex');
   const requests: TokenRequestRecord[] = [];
 
   const state = { expiresIn: options.expiresIn ?? 300 };
 
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+  const handle = (req: IncomingMessage, res: ServerResponse, form: URLSearchParams | undefined): void => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    if (url.pathname !== '/token' || req.method !== 'GET') {
+    if (url.pathname !== '/token' || (req.method !== 'GET' && req.method !== 'POST')) {
       res.writeHead(404).end();
       return;
     }
-    const scopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter((s) => s !== '');
+    const params = form ?? url.searchParams;
+    const scopes = params.getAll('scope').flatMap((s) => s.split(' ')).filter((s) => s !== '');
     const record: TokenRequestRecord = {
       scopes,
-      service: url.searchParams.get('service') ?? undefined,
-      account: url.searchParams.get('account') ?? undefined,
+      service: params.get('service') ?? undefined,
+      account: params.get('account') ?? undefined,
       user: undefined,
       rejected: false,
+      method: req.method,
     };
     requests.push(record);
+    if (form !== undefined) {
+      if (form.get('grant_type') !== 'refresh_token' || form.get('refresh_token') !== refreshToken) {
+        record.rejected = true;
+        res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'invalid_grant' }));
+        return;
+      }
+      record.user = username;
+    }
     const authz = req.headers.authorization;
-    if (authz !== undefined) {
+    if (form === undefined && authz !== undefined) {
       const m = /^Basic\s+(.+)$/i.exec(authz);
       const decoded = m?.[1] !== undefined ? Buffer.from(m[1], 'base64').toString('utf8') : '';
       if (decoded !== `${username}:${password}`) {
@@ -117,7 +132,18 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       .end(JSON.stringify({ token, access_token: token, expires_in: state.expiresIn, issued_at: new Date(now * 1000).toISOString() }));
   };
 
-  const server = createServer(handle);
+  const server = createServer((req, res) => {
+    if (req.method !== 'POST') {
+      handle(req, res, undefined);
+      return;
+    }
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      body += chunk;
+    });
+    req.on('end', () => handle(req, res, new URLSearchParams(body)));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
@@ -131,6 +157,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     certFile,
     username,
     password,
+    refreshToken,
     requests,
     get expiresIn() {
       return state.expiresIn;
