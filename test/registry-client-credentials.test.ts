@@ -75,6 +75,25 @@ describe('lookupCredentials', () => {
     await assert.rejects(lookupCredentials('gone.example', { env }), /docker-credential-missing is not installed/);
   });
 
+  it('falls back to gcloud or a service-account key for Google registries only', async (t) => {
+    const bin = await makeTempDir('gcloud', t);
+    await writeFile(join(bin, 'gcloud'), '#!/bin/sh\n[ "$1 $2" = "auth print-access-token" ] && echo ya29.fake-token\n');
+    await chmod(join(bin, 'gcloud'), 0o755);
+    const home = await makeTempDir('home', t);
+    const infos: string[] = [];
+    const env = { PATH: `${bin}:/usr/bin:/bin` };
+    for (const host of ['gcr.io', 'eu.gcr.io', 'us-docker.pkg.dev']) {
+      assert.deepEqual(await lookupCredentials(host, { env, homedir: home, onInfo: (m) => infos.push(m) }), { username: 'oauth2accesstoken', password: 'ya29.fake-token' });
+    }
+    assert.match(infos[0] ?? '', /gcloud auth print-access-token/);
+    assert.equal(await lookupCredentials('ghcr.io', { env, homedir: home }), undefined);
+    assert.equal(await lookupCredentials('gcr.io', { env: { PATH: '/nonexistent' }, homedir: home }), undefined, 'no gcloud: anonymous');
+
+    const key = JSON.stringify({ type: 'service_account', client_email: 'x@y.iam.gserviceaccount.com', private_key: 'k' });
+    await writeFile(join(home, 'key.json'), key);
+    assert.deepEqual(await lookupCredentials('gcr.io', { env: { ...env, GOOGLE_APPLICATION_CREDENTIALS: join(home, 'key.json') }, homedir: home }), { username: '_json_key', password: key });
+  });
+
   it('normalises config keys to hosts', () => {
     assert.equal(configKeyHost('https://index.docker.io/v1/'), 'index.docker.io');
     assert.equal(configKeyHost('http://Reg:5000/v2/'), 'reg:5000');

@@ -670,7 +670,11 @@ export class RegistryClient {
         hint: creds === undefined ? `run \`tsko login ${spec.registry}\` or \`docker login ${spec.registry}\`` : `check that ${creds.username} may push to this repository`,
       });
     }
-    if (creds !== undefined) return new TskoError('REGISTRY_AUTH', `authentication failed for ${spec.registry} as ${creds.username}`);
+    if (creds !== undefined) {
+      // Credentials go stale (gcloud tokens last an hour): look them up afresh next time.
+      this.#credentials.delete(spec.registry);
+      return new TskoError('REGISTRY_AUTH', `authentication failed for ${spec.registry} as ${creds.username}`);
+    }
     return new TskoError('REGISTRY_AUTH', `${spec.registry} requires authentication for ${spec.operation}`, {
       hint: `run \`tsko login ${spec.registry}\` or \`docker login ${spec.registry}\``,
     });
@@ -688,7 +692,10 @@ export class RegistryClient {
   #credentialsFor(registry: string): Promise<Credentials | undefined> {
     let pending = this.#credentials.get(registry);
     if (pending === undefined) {
-      const lookup = this.#options.credentials ?? ((r: string) => lookupCredentials(r));
+      const events = this.#options.events;
+      const lookup =
+        this.#options.credentials ??
+        ((r: string) => lookupCredentials(r, events ? { onInfo: (message) => events.emit({ type: 'log', level: 'info', message }) } : {}));
       pending = lookup(registry);
       this.#credentials.set(registry, pending);
       // A failed lookup (helper missing) is reported, not remembered.
@@ -761,7 +768,10 @@ export class RegistryClient {
     }
     if (res.status === 401 || res.status === 403) {
       await discard(res);
-      if (creds !== undefined) throw new TskoError('REGISTRY_AUTH', `authentication failed for ${registry} as ${creds.username}`);
+      if (creds !== undefined) {
+        this.#credentials.delete(registry);
+        throw new TskoError('REGISTRY_AUTH', `authentication failed for ${registry} as ${creds.username}`);
+      }
       throw new TskoError('REGISTRY_AUTH', `${registry}'s token server refused anonymous access`, { hint: `run \`tsko login ${registry}\` or \`docker login ${registry}\`` });
     }
     // A 5xx from the token server is retried with the operation that needed the token.

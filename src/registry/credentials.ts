@@ -25,10 +25,16 @@ export interface DockerConfigFile {
 /** Runs `docker-credential-<name> get` with `input` on stdin and returns its stdout ('' for "not found"). */
 export type HelperRunner = (helper: string, input: string, env: Record<string, string | undefined>, signal?: AbortSignal) => Promise<string>;
 
+/** Runs a command (gcloud) and returns its stdout, or undefined when it is missing or fails. */
+export type CommandRunner = (file: string, args: string[], env: Record<string, string | undefined>, signal?: AbortSignal) => Promise<string | undefined>;
+
 export interface CredentialLookupOptions {
   env?: Record<string, string | undefined>;
   homedir?: string;
   runHelper?: HelperRunner;
+  runCommand?: CommandRunner;
+  /** Told which source supplied credentials when it is not the config file (e.g. gcloud). */
+  onInfo?: (message: string) => void;
   signal?: AbortSignal;
 }
 
@@ -133,11 +139,46 @@ async function fromHelper(
   return { username: o.Username, password: o.Secret };
 }
 
+const runCommand: CommandRunner = async (file, args, env, signal) => {
+  const result = await execa(file, args, { env, extendEnv: false, timeout: 30_000, reject: false, ...(signal ? { cancelSignal: signal } : {}) });
+  return result.failed ? undefined : String(result.stdout);
+};
+
+/** Google's registries: Container Registry (`gcr.io`, `*.gcr.io`) and Artifact Registry (`*.pkg.dev`). */
+export function isGoogleRegistry(registry: string): boolean {
+  const host = registry.replace(/:\d+$/, '').toLowerCase();
+  return host === 'gcr.io' || host.endsWith('.gcr.io') || host.endsWith('.pkg.dev');
+}
+
+/**
+ * For Google registries without configured credentials: a service-account key from
+ * GOOGLE_APPLICATION_CREDENTIALS (Basic `_json_key`), else `gcloud auth print-access-token`
+ * (Basic `oauth2accesstoken`), as docker-credential-gcr and ko's keychain do.
+ */
+async function fromGoogle(registry: string, env: Record<string, string | undefined>, options: CredentialLookupOptions): Promise<Credentials | undefined> {
+  const keyFile = env.GOOGLE_APPLICATION_CREDENTIALS;
+  if (keyFile !== undefined && keyFile !== '') {
+    try {
+      const text = await readFile(keyFile, 'utf8');
+      const parsed = JSON.parse(text) as { type?: unknown };
+      if (parsed.type === 'service_account') {
+        options.onInfo?.(`using the service account key in GOOGLE_APPLICATION_CREDENTIALS for ${registry}`);
+        return { username: '_json_key', password: text };
+      }
+    } catch {
+      // Not a readable service-account key: gcloud may still have credentials.
+    }
+  }
+  const token = (await (options.runCommand ?? runCommand)('gcloud', ['auth', 'print-access-token'], env, options.signal))?.trim();
+  if (token === undefined || token === '' || /\s/.test(token)) return undefined;
+  options.onInfo?.(`using \`gcloud auth print-access-token\` for ${registry}`);
+  return { username: 'oauth2accesstoken', password: token };
+}
+
 /** Credentials for `registry` (host[:port]) from docker's config, or undefined for anonymous access. */
 export async function lookupCredentials(registry: string, options: CredentialLookupOptions = {}): Promise<Credentials | undefined> {
   const env = options.env ?? process.env;
-  const config = await readDockerConfig(dockerConfigPath(env, options.homedir ?? osHomedir()));
-  if (config === undefined) return undefined;
+  const config = (await readDockerConfig(dockerConfigPath(env, options.homedir ?? osHomedir()))) ?? {};
   const run = options.runHelper ?? runCredentialHelper;
 
   for (const [key, entry] of Object.entries(config.auths ?? {})) {
@@ -151,7 +192,8 @@ export async function lookupCredentials(registry: string, options: CredentialLoo
     }
   }
   if (typeof config.credsStore === 'string' && config.credsStore !== '') {
-    return fromHelper(config.credsStore, registry, run, env, options.signal);
+    const stored = await fromHelper(config.credsStore, registry, run, env, options.signal);
+    if (stored !== undefined) return stored;
   }
-  return undefined;
+  return isGoogleRegistry(registry) ? fromGoogle(registry, env, options) : undefined;
 }
