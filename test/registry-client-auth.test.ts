@@ -161,6 +161,21 @@ describe('Bearer token auth against docker-registry token mode', () => {
     assert.equal(server.requests.length, count + 1, 'exchanged again after expiry');
   });
 
+  it('exchanges again once when the registry rejects a token (expired mid-push)', async (t) => {
+    const server = registry.tokenServer!;
+    const client = new RegistryClient({ credentials: creds() });
+    t.after(() => client.close());
+    const data = randomBytes(2000);
+    assert.equal(await client.headBlob(repo, digestOf(data)), false);
+    // The cached token is still "fresh" for the client, but the next one the server issues is expired.
+    server.expiredTokens = 1;
+    const before = server.requests.length;
+    await client.uploadBlob(repo, digestOf(data), data.length, () => data);
+    assert.equal(server.requests.length - before, 2, 'an expired token, then a good one');
+    assert.equal(server.expiredTokens, 0);
+    assert.equal(await client.headBlob(repo, digestOf(data)), true);
+  });
+
   it('lets anonymous callers pull but not push', async (t) => {
     const pusher = new RegistryClient({ credentials: creds() });
     const anonymous = new RegistryClient({ credentials: async () => undefined });

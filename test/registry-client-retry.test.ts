@@ -91,6 +91,14 @@ describe('RegistryClient retries through a fault proxy', () => {
     assert.equal(retries.length, 0);
   });
 
+  it('reports a 401 whose WWW-Authenticate cannot be used', async () => {
+    const client = makeClient();
+    proxy.script.push({ match: /^GET .*\/manifests\//, fault: { kind: 'status', status: 401, headers: { 'www-authenticate': '@@@ not a challenge' } } });
+    const err = await caught(client.getManifest({ ...repo('auth/garbled'), tag: 'v1' }));
+    assert.equal(err.code, 'REGISTRY_AUTH');
+    assert.match(err.message, /without a usable WWW-Authenticate challenge/);
+  });
+
   it('restarts an upload whose connection dropped, reopening the body', async () => {
     const client = makeClient();
     const data = randomBytes(200_000);

@@ -10,7 +10,7 @@ export type Fault =
   | { kind: 'reset' }
   /** Forward the request, let the registry act on it, then drop the connection instead of answering. */
   | { kind: 'reset-after' }
-  | { kind: 'status'; status: number; retryAfter?: string }
+  | { kind: 'status'; status: number; retryAfter?: string; headers?: Record<string, string> }
   | { kind: 'delay'; ms: number }
   /** Forward, but replace the Docker-Content-Digest response header. */
   | { kind: 'forge-digest'; digest: string };
@@ -123,6 +123,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
         req.resume();
         const headers: Record<string, string> = { 'content-type': 'application/json', connection: 'close' };
         if (fault.retryAfter !== undefined) headers['retry-after'] = fault.retryAfter;
+        Object.assign(headers, fault.headers);
         res.writeHead(fault.status, headers).end(JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'injected fault' }] }));
         return;
       }

@@ -32,6 +32,8 @@ export interface TokenServer {
   requests: TokenRequestRecord[];
   /** Lifetime given to new tokens, in seconds (tests shorten it). */
   expiresIn: number;
+  /** The next this-many tokens are issued already expired (beyond the registry's 60 s leeway) while advertising a normal lifetime. */
+  expiredTokens: number;
   stop(): Promise<void>;
 }
 
@@ -70,7 +72,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
   const refreshToken = randomBytes(12).toString('hex');
   const requests: TokenRequestRecord[] = [];
 
-  const state = { expiresIn: options.expiresIn ?? 300 };
+  const state = { expiresIn: options.expiresIn ?? 300, expiredTokens: 0 };
 
   const handle = (req: IncomingMessage, res: ServerResponse, form: URLSearchParams | undefined): void => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
@@ -112,7 +114,11 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
       .map(parseScope)
       .filter((s): s is NonNullable<typeof s> => s !== undefined && s.type === 'repository')
       .map((s) => ({ type: 'repository', name: s.name, actions: record.user !== undefined ? s.actions : s.actions.filter((a) => a === 'pull') }));
-    const now = Math.floor(Date.now() / 1000);
+    let now = Math.floor(Date.now() / 1000);
+    if (state.expiredTokens > 0) {
+      state.expiredTokens--;
+      now -= state.expiresIn + 600;
+    }
     const headerPart = base64url(JSON.stringify({ typ: 'JWT', alg: 'ES256', x5c: [certDer.toString('base64')] }));
     const claims = {
       iss: issuer,
@@ -129,7 +135,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     const token = `${signingInput}.${base64url(signature)}`;
     res
       .writeHead(200, { 'content-type': 'application/json' })
-      .end(JSON.stringify({ token, access_token: token, expires_in: state.expiresIn, issued_at: new Date(now * 1000).toISOString() }));
+      .end(JSON.stringify({ token, access_token: token, expires_in: state.expiresIn, issued_at: new Date().toISOString() }));
   };
 
   const server = createServer((req, res) => {
@@ -164,6 +170,12 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     },
     set expiresIn(v: number) {
       state.expiresIn = v;
+    },
+    get expiredTokens() {
+      return state.expiredTokens;
+    },
+    set expiredTokens(v: number) {
+      state.expiredTokens = v;
     },
     stop: () =>
       new Promise<void>((resolve) => {
