@@ -171,7 +171,7 @@ describe('Bearer token auth against docker-registry token mode', () => {
     server.expiredTokens = 1;
     const before = server.requests.length;
     await client.uploadBlob(repo, digestOf(data), data.length, () => data);
-    assert.equal(server.requests.length - before, 2, 'an expired token, then a good one');
+    assert.equal(server.requests.length - before, 2, `an expired token, then a good one: ${JSON.stringify(server.requests.slice(before))}`);
     assert.equal(server.expiredTokens, 0);
     assert.equal(await client.headBlob(repo, digestOf(data)), true);
   });

@@ -154,6 +154,17 @@ describe('token helpers', () => {
     assert.equal(cache.get('r', ['a', 'b'], 1000 + 60_000), undefined);
   });
 
+  it('forgets a refused token wherever it is cached', () => {
+    const cache = new TokenCache();
+    cache.set('r', ['s1'], 'bad', 60, 0);
+    cache.set('r', ['s2'], 'bad', 60, 0);
+    cache.set('r', ['s3'], 'good', 60, 0);
+    cache.deleteToken('r', 'bad');
+    assert.equal(cache.get('r', ['s1'], 1), undefined);
+    assert.equal(cache.get('r', ['s2'], 1), undefined);
+    assert.equal(cache.get('r', ['s3'], 1), 'good');
+  });
+
   it('lets a wider token serve a narrower request', () => {
     const cache = new TokenCache();
     cache.set('r', ['repository:x/y:pull,push', 'repository:z:pull'], 'wide', 60, 0);
@@ -166,6 +177,8 @@ describe('token helpers', () => {
 
   it('puts the needed scopes first', () => {
     assert.deepEqual(mergeScopes(['repository:a:pull,push'], 'repository:b:pull repository:a:pull,push'), ['repository:a:pull,push', 'repository:b:pull']);
+    assert.deepEqual(mergeScopes(['repository:a:pull,push'], 'repository:a:push,pull'), ['repository:a:pull,push']);
+    assert.deepEqual(mergeScopes(['repository:a:pull'], 'repository:a:push'), ['repository:a:pull', 'repository:a:push']);
   });
 });
 

@@ -103,7 +103,8 @@ export function mergeScopes(needed: readonly string[], challenged: string | unde
   const out = [...needed];
   if (challenged !== undefined) {
     for (const scope of challenged.split(' ')) {
-      if (scope !== '' && !out.includes(scope)) out.push(scope);
+      // Registries may list actions in any order (`push,pull`); only a scope we lack is added.
+      if (scope !== '' && !scopesCover(out, [scope])) out.push(scope);
     }
   }
   return out;
@@ -207,6 +208,13 @@ export class TokenCache {
     const lifetimeMs = Math.max(1, expiresInSeconds) * 1000;
     const margin = Math.min(10_000, lifetimeMs / 10);
     this.#tokens.set(TokenCache.key(registry, scopes), { registry, scopes: [...scopes], token, expiresAt: now + lifetimeMs - margin });
+  }
+
+  /** Forgets a token the registry refused, under whatever scope sets it was cached. */
+  deleteToken(registry: string, token: string): void {
+    for (const [key, entry] of this.#tokens) {
+      if (entry.registry === registry && entry.token === token) this.#tokens.delete(key);
+    }
   }
 
   delete(registry: string, scopes: readonly string[]): void {

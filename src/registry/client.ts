@@ -649,6 +649,8 @@ export class RegistryClient {
     }
     const state = this.#authState(spec.registry);
     const hadAuthorization = authorization !== undefined;
+    // The token just refused (expired, revoked, too narrow) must not be offered again.
+    if (authorization?.startsWith('Bearer ') === true) this.#tokens.deleteToken(spec.registry, authorization.slice('Bearer '.length));
     state.challenge = challenge;
     const scopes = mergeScopes(spec.scopes, challenge.params.scope);
     authorization = await this.#authorization(spec.registry, scopes, endpoint, true, spec.signal);
