@@ -10,7 +10,8 @@ import { listMainPackage, listPackage, type GoPackage } from '../go/list.js';
 import { formatPlatform } from '../go/platform.js';
 import { appendAppLayers, createdFromEpoch } from '../image/assemble.js';
 import { familyOf, MEDIA_TYPES } from '../image/media-types.js';
-import type { BaseImage, Image, Platform } from '../image/types.js';
+import type { BaseImage, Image, Layer, Platform } from '../image/types.js';
+import { readGoBuildId } from '../go/buildid.js';
 import { binaryLayer, kodataLayer } from './app-layers.js';
 import type { BaseResolver } from './base.js';
 import { appNameOf } from './naming.js';
@@ -39,6 +40,8 @@ export interface BuiltImage {
   image: Image;
   base: BaseImage;
   binaryPath: string;
+  /** The Go build ID of the binary (undefined for non-ELF output). */
+  buildId: string | undefined;
 }
 
 export interface BuilderOptions {
@@ -54,6 +57,8 @@ export class Builder {
   private readonly events: EventBus;
   private readonly imageOptions: ImageOptions;
   private buildImportPaths: Promise<Map<string, ResolvedBuild>> | undefined;
+  /** The last binary layer per output path, keyed by build ID: an unchanged binary is not re-tarred. */
+  private readonly binaryLayers = new Map<string, { buildId: string; mediaType: string; layer: Layer }>();
 
   constructor(options: BuilderOptions) {
     this.config = options.config;
@@ -122,7 +127,8 @@ export class Builder {
     this.events.emit({ type: 'stage.start', stage: 'layer', importPath, platform: platformName });
     const layerType = MEDIA_TYPES[familyOf(base.manifestMediaType)].layer;
     const kodataSeconds = epochSeconds(this.config.kodataDateEpoch, 'KO_DATA_DATE_EPOCH');
-    const [kodata, binary] = await Promise.all([kodataLayer(pkg.dir, layerType, kodataSeconds), binaryLayer(output, appName, layerType)]);
+    const buildId = await readGoBuildId(output).catch(() => undefined);
+    const [kodata, binary] = await Promise.all([kodataLayer(pkg.dir, layerType, kodataSeconds), this.binaryLayerFor(output, appName, layerType, buildId)]);
     let created: string;
     try {
       created = createdFromEpoch(this.config.sourceDateEpoch);
@@ -143,7 +149,15 @@ export class Builder {
     const layerMs = performance.now() - layerStarted;
     this.events.emit({ type: 'layer.built', importPath, digest: binary.digest, diffId: binary.diffId, size: binary.size, ms: layerMs });
     this.events.emit({ type: 'stage.end', stage: 'layer', importPath, platform: platformName, ms: layerMs, ok: true });
-    return { importPath, appName, platform, image, base, binaryPath: output };
+    return { importPath, appName, platform, image, base, binaryPath: output, buildId };
+  }
+
+  private async binaryLayerFor(output: string, appName: string, mediaType: string, buildId: string | undefined): Promise<Layer> {
+    const cached = this.binaryLayers.get(output);
+    if (buildId && cached && cached.buildId === buildId && cached.mediaType === mediaType) return cached.layer;
+    const layer = await binaryLayer(output, appName, mediaType);
+    if (buildId) this.binaryLayers.set(output, { buildId, mediaType, layer });
+    return layer;
   }
 
   private goRun(cwd: string, signal?: AbortSignal) {

@@ -1,0 +1,206 @@
+// One service in `tsko dev`: collects the saves that concern it, starts an iteration after a short
+// trailing debounce, and lets the latest save win — a save during an iteration aborts it (go
+// build's process tree, the upload, the deploy call) and starts over. Each iteration builds,
+// skips everything when the binary is unchanged, pushes only new blobs, and deploys.
+import { TskoError, isAbortError, toTskoError } from '../errors.js';
+import { withFields, type EventBus, type ErrorInfo, type IterationResult } from '../events.js';
+import { linkIdentity } from '../go/buildid.js';
+import type { Image, Platform } from '../image/types.js';
+import { sha256 } from '../image/digest.js';
+import type { LayerBytes } from '../image/layout.js';
+import type { Target } from '../deploy/target.js';
+import type { ResolvedTarget } from '../publish/builder.js';
+import type { Pipeline } from '../publish/pipeline.js';
+import { parseRepository, type Repository } from '../registry/reference.js';
+import { imageName, type NamingMode } from '../publish/naming.js';
+
+export interface ServiceLoopOptions {
+  name: string;
+  resolved: ResolvedTarget;
+  pipeline: () => Pipeline;
+  target: Target;
+  dockerRepo: string;
+  naming: NamingMode;
+  platform: Platform;
+  events: EventBus;
+  /** Quiet time after the last save before building (bursts become one build). */
+  debounceMs: number;
+  /** Called after each successful push, off the critical path (registry retention). */
+  afterPush?: (repository: Repository) => void;
+}
+
+interface Running {
+  iteration: number;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+export interface IterationOutcome {
+  result: IterationResult;
+  reference?: string;
+}
+
+export class ServiceLoop {
+  readonly name: string;
+  private readonly options: ServiceLoopOptions;
+  private resolved: ResolvedTarget;
+  private iteration = 0;
+  private pendingFiles = new Set<string>();
+  private firstChangeAt: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Running | undefined;
+  /** What the deployed revision runs (see runtimeIdentity). */
+  private deployedIdentity: string | undefined;
+  private closed = false;
+  /** Resolves after every iteration ends; the session recomputes the watch scope then. */
+  onIterationEnd: (outcome: IterationOutcome) => void = () => {};
+
+  constructor(options: ServiceLoopOptions) {
+    this.name = options.name;
+    this.options = options;
+    this.resolved = options.resolved;
+  }
+
+  get importPath(): string {
+    return this.resolved.pkg.importPath;
+  }
+
+  get mainDir(): string {
+    return this.resolved.pkg.dir;
+  }
+
+  get goCwd(): string {
+    return this.resolved.cwd;
+  }
+
+  updateResolved(resolved: ResolvedTarget): void {
+    this.resolved = resolved;
+  }
+
+  /** A save (or several) that concerns this service. */
+  changed(files: string[], at: number): void {
+    if (this.closed) return;
+    for (const file of files) this.pendingFiles.add(file);
+    this.firstChangeAt ??= at;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.start(), this.options.debounceMs);
+  }
+
+  /** Build now (first iteration, the `r` key, a config change). */
+  rebuild(reason: string): void {
+    this.changed([reason], performance.now());
+  }
+
+  private start(): void {
+    this.timer = undefined;
+    const files = [...this.pendingFiles];
+    const since = this.firstChangeAt ?? performance.now();
+    this.pendingFiles.clear();
+    this.firstChangeAt = undefined;
+    // Latest save wins: abort what is running; it will not deploy.
+    this.running?.controller.abort(new TskoError('ABORTED', 'superseded by a newer save'));
+    const iteration = ++this.iteration;
+    const controller = new AbortController();
+    const done = this.runIteration(iteration, files, since, controller.signal).finally(() => {
+      if (this.running?.iteration === iteration) this.running = undefined;
+    });
+    this.running = { iteration, controller, done };
+  }
+
+  private async runIteration(iteration: number, files: string[], since: number, signal: AbortSignal): Promise<void> {
+    const events = withFields(this.options.events, { service: this.name, iteration });
+    const startedAt = performance.now();
+    events.emit({ type: 'iteration.start', trigger: files });
+    events.emit({ type: 'stage.start', stage: 'trigger' });
+    events.emit({ type: 'stage.end', stage: 'trigger', ms: startedAt - since, ok: true });
+    let result: IterationResult = 'build-failed';
+    let reference: string | undefined;
+    let revision: string | undefined;
+    let url: string | undefined;
+    let error: ErrorInfo | undefined;
+    const pushed = { bytesPushed: 0, blobsPushed: 0, blobsSkipped: 0 };
+    try {
+      const pipeline = this.options.pipeline();
+      const built = await pipeline.builder.build(this.resolved, this.options.platform, signal);
+      const identity = runtimeIdentity(built.image, built.buildId);
+      if (identity === this.deployedIdentity) {
+        result = 'unchanged';
+        return;
+      }
+
+      result = 'push-failed';
+      const repository = parseRepository(imageName(this.options.dockerRepo, built.importPath, this.options.naming));
+      events.emit({ type: 'stage.start', stage: 'push', importPath: built.importPath });
+      const pushStarted = performance.now();
+      const published = await pipeline.publisher.publish(built.image, repository, ['latest'], signal).finally(() => {
+        events.emit({ type: 'stage.end', stage: 'push', importPath: built.importPath, ms: performance.now() - pushStarted, ok: !signal.aborted });
+      });
+      reference = published.reference;
+      Object.assign(pushed, { bytesPushed: published.stats.bytesPushed, blobsPushed: published.stats.blobsPushed, blobsSkipped: published.stats.blobsSkipped });
+      events.emit({ type: 'published', importPath: built.importPath, reference, ...pushed });
+      this.options.afterPush?.(repository);
+
+      result = 'deploy-failed';
+      if (signal.aborted) throw new TskoError('ABORTED', 'superseded by a newer save');
+      const layerBytes: LayerBytes = (layer) =>
+        layer.source.kind === 'memory'
+          ? Promise.resolve(layer.source.data)
+          : pipeline.client.getBlob({ registry: layer.source.registry, repository: layer.source.repository }, layer.digest, signal);
+      events.emit({ type: 'stage.start', stage: 'deploy' });
+      const deployStarted = performance.now();
+      const deployed = await this.options.target
+        .deploy({ service: this.name, iteration, reference, image: built.image, layerBytes, events, signal })
+        .finally(() => events.emit({ type: 'stage.end', stage: 'deploy', ms: performance.now() - deployStarted, ok: !signal.aborted }));
+      revision = deployed.revision;
+      url = deployed.url;
+      this.deployedIdentity = identity;
+      result = 'deployed';
+    } catch (err) {
+      if (signal.aborted || isAbortError(err)) {
+        result = 'cancelled';
+      } else {
+        const e = toTskoError(err);
+        error = { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}), ...(e.detail ? { detail: e.detail } : {}) };
+      }
+    } finally {
+      events.emit({
+        type: 'iteration.end',
+        result,
+        ms: performance.now() - since,
+        ...(reference ? { reference } : {}),
+        ...(revision ? { revision } : {}),
+        ...(url ? { url } : {}),
+        ...pushed,
+        ...(error ? { error } : {}),
+      });
+      this.onIterationEnd({ result, ...(reference ? { reference } : {}) });
+    }
+  }
+
+  /** Abort any iteration and stop scheduling new ones. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    const running = this.running;
+    running?.controller.abort(new TskoError('ABORTED', 'shutting down'));
+    await running?.done.catch(() => undefined);
+  }
+
+  /** Resolves when no iteration is running or scheduled (tests, one-shot deploys). */
+  async idle(): Promise<void> {
+    while (this.running || this.timer) {
+      await (this.running?.done ?? new Promise((resolve) => setTimeout(resolve, this.options.debounceMs)));
+    }
+  }
+}
+
+/**
+ * What a revision would run: every layer but the binary, the runtime config, and the binary's link
+ * identity (its build ID without the main package's part, which a comment edit changes without
+ * changing the program). Equal identities mean a redeploy would change nothing.
+ */
+export function runtimeIdentity(image: Image, buildId: string | undefined): string {
+  const layers = image.layers.map((layer) => layer.digest);
+  const binary = buildId ? linkIdentity(buildId) : layers[layers.length - 1];
+  return sha256(JSON.stringify({ layers: layers.slice(0, -1), binary, config: image.config.config ?? {} }));
+}
