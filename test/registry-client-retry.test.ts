@@ -99,6 +99,21 @@ describe('RegistryClient retries through a fault proxy', () => {
     assert.match(err.message, /without a usable WWW-Authenticate challenge/);
   });
 
+  it('shows each registry Warning once and otherwise ignores it', async () => {
+    const warnings: string[] = [];
+    const bus = createEventBus();
+    bus.subscribe((e) => {
+      if (e.type === 'log' && e.level === 'warn') warnings.push(e.message);
+    });
+    const client = new RegistryClient({ events: bus });
+    clients.push(client);
+    const warning = { 'warning': '299 - "this repository is \\"deprecated\\""' };
+    proxy.script.push({ match: /^HEAD /, fault: { kind: 'status', status: 404, headers: warning }, times: 2 });
+    assert.equal(await client.headBlob(repo('warn/a'), digestOf(Buffer.from('w'))), false);
+    assert.equal(await client.headBlob(repo('warn/a'), digestOf(Buffer.from('w'))), false);
+    assert.deepEqual(warnings, [`registry warning from ${proxy.host}: this repository is "deprecated"`]);
+  });
+
   it('restarts an upload whose connection dropped, reopening the body', async () => {
     const client = makeClient();
     const data = randomBytes(200_000);

@@ -258,6 +258,8 @@ export class RegistryClient {
   readonly #tokens = new TokenCache();
   /** Token exchanges in flight, so parallel uploads of one push share one exchange. */
   readonly #tokenFetches = new Map<string, Promise<string>>();
+  /** Registry `Warning: 299` texts already shown: each is reported once, never acted on. */
+  readonly #warned = new Set<string>();
   #closed = false;
 
   constructor(options: RegistryClientOptions = {}) {
@@ -815,7 +817,19 @@ export class RegistryClient {
       level: 'debug',
       message: redact(`${spec.method} ${url.origin}${url.pathname}${shortQuery(url)} → ${data.statusCode} (${Date.now() - started} ms)`),
     });
-    return { status: data.statusCode, headers: data.headers, body: data.body, url };
+    const res: Response = { status: data.statusCode, headers: data.headers, body: data.body, url };
+    for (const warning of headerAll(res, 'warning')) this.#warn(spec.registry, warning);
+    return res;
+  }
+
+  #warn(registry: string, header: string): void {
+    // `299 - "text"` (RFC 7234); registries use it for deprecations.
+    const m = /^\s*299\s+\S+\s+"((?:[^"\\]|\\.)*)"/.exec(header);
+    if (m?.[1] === undefined) return;
+    const text = `${registry}: ${m[1].replace(/\\(.)/g, '$1')}`;
+    if (this.#warned.has(text)) return;
+    this.#warned.add(text);
+    this.#options.events?.emit({ type: 'log', level: 'warn', message: redact(`registry warning from ${text}`) });
   }
 
   async #readBody(res: Response, limit: number, operation: string, registry: string, signal: AbortSignal | undefined): Promise<Buffer> {
