@@ -26,6 +26,29 @@ import {
 } from './auth.js';
 import { lookupCredentials } from './credentials.js';
 import { type Reference, type Repository, formatReference, formatRepository, isLoopbackRegistry } from './reference.js';
+import {
+  RETRYABLE_STATUS,
+  TRANSIENT_NETWORK,
+  TLS_VERIFY_CODES,
+  REDIRECT_STATUS,
+  MAX_ERROR_BODY,
+  IDENTITY_TOKEN_USER,
+  MAX_MANIFEST_BYTES,
+  RegistryError,
+  header,
+  headerAll,
+  sha256,
+  errnoCode,
+  isAbort,
+  readLimited,
+  discard,
+  registryErrorSummary,
+  shortQuery,
+  abortable,
+  appendQuery,
+  embeddedMediaType,
+  type Response,
+} from './http.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy, type RetryVerdict, parseRetryAfter, withRetry } from './retry.js';
 
 export interface ManifestInfo {
@@ -78,173 +101,6 @@ interface RequestSpec {
   /** Human name of the operation, for errors and events. */
   operation: string;
   signal?: AbortSignal | undefined;
-}
-
-interface Response {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Dispatcher.ResponseData['body'];
-  url: URL;
-}
-
-const RETRYABLE_STATUS = new Set([408, 429, 499, 500, 502, 503, 504, 522]);
-const TRANSIENT_NETWORK = new Set([
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
-]);
-const TLS_VERIFY_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_UNTRUSTED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
-const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
-const MAX_ERROR_BODY = 64 * 1024;
-/** docker's convention: this user name means the password is an identity (refresh) token. */
-const IDENTITY_TOKEN_USER = '<token>';
-const MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
-
-/** A registry error with what retry classification needs. */
-class RegistryError extends TskoError {
-  readonly status: number | undefined;
-  readonly retryable: boolean;
-  readonly retryAfterMs: number | undefined;
-  readonly causeCode: string;
-
-  constructor(
-    code: 'REGISTRY_UNREACHABLE' | 'REGISTRY_HTTP',
-    message: string,
-    extra: { status?: number; retryable: boolean; retryAfterMs?: number; causeCode: string; hint?: string; cause?: unknown },
-  ) {
-    super(code, message, {
-      ...(extra.hint !== undefined ? { hint: extra.hint } : {}),
-      ...(extra.cause !== undefined ? { cause: extra.cause } : {}),
-    });
-    this.status = extra.status;
-    this.retryable = extra.retryable;
-    this.retryAfterMs = extra.retryAfterMs;
-    this.causeCode = extra.causeCode;
-  }
-}
-
-function header(res: Response, name: string): string | undefined {
-  const v = res.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-function headerAll(res: Response, name: string): string[] {
-  const v = res.headers[name];
-  return v === undefined ? [] : Array.isArray(v) ? v : [v];
-}
-
-function sha256(bytes: Buffer): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
-
-function errnoCode(err: unknown): string | undefined {
-  const seen = new Set<unknown>();
-  let e: unknown = err;
-  while (e !== null && typeof e === 'object' && !seen.has(e)) {
-    seen.add(e);
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && code !== 'UND_ERR' && code !== 'ERR_INVALID_STATE') return code;
-    const errors = (e as { errors?: unknown }).errors;
-    if (Array.isArray(errors) && errors.length > 0) {
-      e = errors[0];
-      continue;
-    }
-    e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
-function isAbort(err: unknown, signal: AbortSignal | undefined): boolean {
-  if (signal?.aborted) return true;
-  const name = (err as { name?: unknown } | null)?.name;
-  return name === 'AbortError' || errnoCode(err) === 'UND_ERR_ABORTED' || errnoCode(err) === 'ABORT_ERR';
-}
-
-/** Reads at most `limit` bytes of a body; the rest is discarded. */
-async function readLimited(body: Response['body'], limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    const buf = chunk as Buffer;
-    if (size + buf.length > limit) {
-      chunks.push(buf.subarray(0, limit - size));
-      body.destroy();
-      break;
-    }
-    chunks.push(buf);
-    size += buf.length;
-  }
-  return Buffer.concat(chunks);
-}
-
-async function discard(res: Response): Promise<void> {
-  try {
-    await res.body.dump({ limit: MAX_ERROR_BODY });
-  } catch {
-    // A body we do not need may fail to drain; the socket is then simply not reused.
-  }
-}
-
-function registryErrorSummary(bytes: Buffer): string | undefined {
-  try {
-    const json = JSON.parse(bytes.toString('utf8')) as { errors?: Array<{ code?: unknown; message?: unknown }> };
-    const first = json.errors?.[0];
-    if (first === undefined) return undefined;
-    const parts = [typeof first.code === 'string' ? first.code : '', typeof first.message === 'string' ? first.message : ''];
-    const text = parts.filter((p) => p !== '').join(': ');
-    return text === '' ? undefined : text;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The query for a log line; upload `_state` blobs are long and say nothing to a reader. */
-function shortQuery(url: URL): string {
-  return url.search.length > 80 ? `${url.search.slice(0, 77)}…` : url.search;
-}
-
-/** Waits for a shared promise, but gives up on this caller's abort. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  if (signal.aborted) return Promise.reject(new TskoError('ABORTED', 'aborted', { cause: signal.reason }));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new TskoError('ABORTED', 'aborted', { cause: signal.reason }));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
-function appendQuery(url: URL, name: string, value: string): URL {
-  // Append rather than rebuild: a Location's own parameters (`_state=`) must pass through byte for byte.
-  const sep = url.href.endsWith('?') ? '' : url.search !== '' ? '&' : '?';
-  return new URL(`${url.href}${sep}${name}=${encodeURIComponent(value)}`);
 }
 
 export class RegistryClient {
@@ -954,14 +810,5 @@ export class RegistryClient {
   }
 }
 
-/** The `mediaType` field a manifest carries in its JSON, for registries that send a generic Content-Type. */
-function embeddedMediaType(bytes: Buffer): string | undefined {
-  try {
-    const json = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown };
-    return typeof json.mediaType === 'string' ? json.mediaType : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 export type { Action };
