@@ -1,6 +1,6 @@
 // Temporary directories for tests, removed when the test (or the test file) that made them ends,
 // so a failing assertion never leaves layouts, bundles or registry storage behind in /tmp.
-import { after } from 'node:test';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,15 +15,33 @@ export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
 }
 
+// node:test's global `after()` attaches to whatever hook or test is running when it is called (from a
+// `before` hook it fires as soon as that hook ends), so dirs without a `t` are removed at process
+// exit instead: `node --test` runs each test file in its own process.
+const removeAtExit = new Set<string>();
+
+function registerExitCleanup(dir: string): void {
+  if (removeAtExit.size === 0) {
+    process.once('exit', () => {
+      for (const d of removeAtExit) rmSync(d, { recursive: true, force: true });
+    });
+  }
+  removeAtExit.add(dir);
+}
+
 /**
- * Makes a fresh directory under the OS temp dir. With `t`, it is removed when that test ends;
- * without, when the enclosing suite (at worst the test file) ends.
+ * Makes a fresh directory under the OS temp dir. With `t` (a TestContext), it is removed when that
+ * test ends; without, when the test file's process exits.
  */
 export async function makeTempDir(prefix: string, t?: AfterHook): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), `tsko-${prefix.replace(/[^\w.-]/g, '_')}-`));
-  const cleanup = (): Promise<void> => removeDir(dir);
-  if (t === undefined) after(cleanup);
-  else t.after(cleanup);
+  if (t === undefined) {
+    registerExitCleanup(dir);
+  } else {
+    t.after(async () => {
+      await removeDir(dir);
+    });
+  }
   return dir;
 }
 
