@@ -45,21 +45,22 @@ func main() {
 }
 `;
 
-const goArch: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
+const manifestType = 'application/vnd.oci.image.manifest.v1+json';
+const indexType = 'application/vnd.oci.image.index.v1+json';
+const hostArch = process.arch === 'x64' ? 'amd64' : process.arch;
+const hostMachine = process.arch === 'arm64' ? 'aarch64' : 'x86-64';
 
 function sha256(bytes: Buffer | string): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
-async function buildServer(dir: string): Promise<string> {
+async function buildServer(dir: string, goarch?: string): Promise<string> {
   await writeFile(join(dir, 'go.mod'), 'module example.com/hello\n\ngo 1.22\n');
   await writeFile(join(dir, 'main.go'), serverSource);
-  const out = join(dir, 'server');
-  await execa('go', ['build', '-trimpath', '-o', out, '.'], {
-    cwd: dir,
-    env: { CGO_ENABLED: '0', GOFLAGS: '-buildvcs=false', GOTOOLCHAIN: 'local' },
-    timeout: 180_000,
-  });
+  const out = join(dir, goarch === undefined ? 'server' : `server-${goarch}`);
+  const env: Record<string, string> = { CGO_ENABLED: '0', GOFLAGS: '-buildvcs=false', GOTOOLCHAIN: 'local' };
+  if (goarch !== undefined) env.GOARCH = goarch;
+  await execa('go', ['build', '-trimpath', '-o', out, '.'], { cwd: dir, env, timeout: 180_000 });
   return out;
 }
 
@@ -81,29 +82,35 @@ async function layerTar(binary: Buffer): Promise<Buffer> {
   return done;
 }
 
-interface LayoutOptions {
-  tag: string;
+interface ImageOptions {
+  /** GOARCH of the binary; the host's by default. */
+  arch?: string;
   /** Replaces the layer's real diff_id in the config, to make a broken image. */
   diffId?: string;
   user?: string;
   workingDir?: string;
 }
 
-async function writeBlob(layout: string, bytes: Buffer | string): Promise<{ digest: string; size: number }> {
+interface Descriptor {
+  digest: string;
+  size: number;
+}
+
+async function writeBlob(layout: string, bytes: Buffer | string): Promise<Descriptor> {
   const digest = sha256(bytes);
+  await mkdir(join(layout, 'blobs/sha256'), { recursive: true });
   await writeFile(join(layout, 'blobs/sha256', digest.slice('sha256:'.length)), bytes);
   return { digest, size: Buffer.byteLength(bytes) };
 }
 
-/** Writes a one-layer OCI image layout by hand and returns the manifest's digest. */
-async function writeLayout(layout: string, binary: Buffer, options: LayoutOptions): Promise<string> {
-  await mkdir(join(layout, 'blobs/sha256'), { recursive: true });
+/** Writes the blobs of a one-layer image (layer, config, manifest); returns the manifest's descriptor. */
+async function writeImage(layout: string, binary: Buffer, options: ImageOptions): Promise<Descriptor> {
   const tar = await layerTar(binary);
   const layer = await writeBlob(layout, gzipSync(tar));
   const config = await writeBlob(
     layout,
     JSON.stringify({
-      architecture: goArch[process.arch] ?? process.arch,
+      architecture: options.arch ?? hostArch,
       os: 'linux',
       config: {
         Entrypoint: ['/app/server'],
@@ -115,29 +122,44 @@ async function writeLayout(layout: string, binary: Buffer, options: LayoutOption
       history: [{ created_by: 'image-check.test.ts' }],
     }),
   );
-  const manifest = await writeBlob(
+  return writeBlob(
     layout,
     JSON.stringify({
       schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      mediaType: manifestType,
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
       layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer }],
     }),
   );
+}
+
+async function writeIndexJson(layout: string, tag: string, mediaType: string, target: Descriptor): Promise<void> {
   const index = {
     schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [
-      {
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        ...manifest,
-        annotations: { 'org.opencontainers.image.ref.name': options.tag },
-      },
-    ],
+    mediaType: indexType,
+    manifests: [{ mediaType, ...target, annotations: { 'org.opencontainers.image.ref.name': tag } }],
   };
   await writeFile(join(layout, 'index.json'), JSON.stringify(index));
   await writeFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+}
+
+/** Writes a one-layer OCI image layout by hand and returns the manifest's digest. */
+async function writeLayout(layout: string, binary: Buffer, tag: string, options: ImageOptions = {}): Promise<string> {
+  const manifest = await writeImage(layout, binary, options);
+  await writeIndexJson(layout, tag, manifestType, manifest);
   return manifest.digest;
+}
+
+/** Writes a layout whose tag names an image index with one image per architecture; returns its digest. */
+async function writeMultiArchLayout(layout: string, tag: string, binaries: Record<string, Buffer>): Promise<string> {
+  const manifests = [];
+  for (const [arch, binary] of Object.entries(binaries)) {
+    const manifest = await writeImage(layout, binary, { arch });
+    manifests.push({ mediaType: manifestType, ...manifest, platform: { os: 'linux', architecture: arch } });
+  }
+  const index = await writeBlob(layout, JSON.stringify({ schemaVersion: 2, mediaType: indexType, manifests }));
+  await writeIndexJson(layout, tag, indexType, index);
+  return index.digest;
 }
 
 /** How many processes run the test server binary (its argv[0] is /app/server inside the chroot). */
@@ -202,14 +224,14 @@ describe('image-check harness', () => {
     binary = await buildServer(src);
     registry = await startRegistry(await makeTempDir('image-check-registry'));
     goodLayout = join(work, 'good');
-    goodDigest = await writeLayout(goodLayout, await readFile(binary), { tag: 'v1', user: '65532:65532', workingDir: '/app' });
+    goodDigest = await writeLayout(goodLayout, await readFile(binary), 'v1', { user: '65532:65532', workingDir: '/app' });
   });
   after(async () => {
     await registry?.stop();
   });
 
   it('reads the CPU of an ELF binary and rejects a non-ELF file', async () => {
-    assert.equal(await elfMachine(binary), process.arch === 'arm64' ? 'aarch64' : 'x86-64');
+    assert.equal(await elfMachine(binary), hostMachine);
     await assert.rejects(elfMachine(join(work, 'src/main.go')), /not an ELF/);
   });
 
@@ -262,7 +284,7 @@ describe('image-check harness', () => {
 
   it('makes umoci reject a config whose diff_id does not match the layer', async () => {
     const bad = join(work, 'bad-diffid');
-    await writeLayout(bad, await readFile(binary), { tag: 'v1', diffId: sha256('not the layer') });
+    await writeLayout(bad, await readFile(binary), 'v1', { diffId: sha256('not the layer') });
     await withTempDir('bad-bundle', async (dir) => {
       await assert.rejects(umociUnpack(bad, 'v1', join(dir, 'bundle')), /diffid mismatch/);
     });
@@ -284,6 +306,33 @@ describe('image-check harness', () => {
       await skopeoCopyToLayout(ref, join(dir, 'layout'), 'pulled', { insecure: true });
       const index = JSON.parse(await readFile(join(dir, 'layout/index.json'), 'utf8')) as { manifests: { digest: string }[] };
       assert.equal(index.manifests[0]?.digest, goodDigest);
+    });
+  });
+
+  it('checks the host platform of a multi-arch index, pushed and pulled with --all', async (t) => {
+    const otherArch = hostArch === 'amd64' ? 'arm64' : 'amd64';
+    const other = await buildServer(join(work, 'src'), otherArch);
+    assert.equal(await elfMachine(other), otherArch === 'arm64' ? 'aarch64' : 'x86-64');
+    const layout = join(work, 'multi');
+    const indexDigest = await writeMultiArchLayout(layout, 'v1', {
+      [hostArch]: await readFile(binary),
+      [otherArch]: await readFile(other),
+    });
+    const ref = `${registry.host}/test/multi:v1`;
+    await skopeoCopyFromLayout(layout, 'v1', ref, { insecure: true, all: true });
+
+    // No user and WorkingDir "/" in this image: the chroot path, as root.
+    const checked = await checkImage(ref, { insecure: true, expectBody: 'hello from-config from / as 0', t });
+    const index = checked.manifest as { mediaType: string; manifests: { platform: { architecture: string } }[] };
+    assert.equal(index.mediaType, indexType);
+    assert.deepEqual(index.manifests.map((m) => m.platform.architecture).sort(), [hostArch, otherArch].sort());
+    assert.equal((checked.config as { architecture: string }).architecture, hostArch);
+    assert.equal(await elfMachine(join(checked.rootfs, 'app/server')), hostMachine);
+
+    await withTempDir('multi-pull', async (dir) => {
+      await skopeoCopyToLayout(ref, join(dir, 'layout'), 'all', { insecure: true, all: true });
+      const pulled = JSON.parse(await readFile(join(dir, 'layout/index.json'), 'utf8')) as { manifests: { digest: string }[] };
+      assert.equal(pulled.manifests[0]?.digest, indexDigest);
     });
   });
 });

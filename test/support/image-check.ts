@@ -3,7 +3,7 @@
 // run from the unpacked rootfs with chroot and asked for `/` over HTTP.
 import { execa } from 'execa';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -197,6 +197,20 @@ function envList(base: string[], overrides: Record<string, string>): Record<stri
   return { ...env, ...overrides };
 }
 
+/** A host tool's absolute path: the child's env is the image's, whose PATH may lack /usr/sbin. */
+function hostTool(name: string): string {
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+  for (const dir of dirs.filter((d) => d.startsWith('/'))) {
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return join(dir, name);
+    } catch {
+      // not in this dir
+    }
+  }
+  throw new Error(`${name} not found on PATH`);
+}
+
 /**
  * The command that enters the rootfs as the image's user. chroot always chdirs to `/`, so a
  * non-root working dir needs util-linux `unshare --root --wd` (no namespaces are created).
@@ -204,9 +218,9 @@ function envList(base: string[], overrides: Record<string, string>): Record<stri
 function entryCommand(rootfs: string, config: BundleConfig): [string, string[]] {
   const { uid, gid } = config.process.user;
   if (config.process.cwd === '/') {
-    return ['chroot', [`--userspec=${uid}:${gid}`, '--groups=', rootfs, ...config.process.args]];
+    return [hostTool('chroot'), [`--userspec=${uid}:${gid}`, '--groups=', rootfs, ...config.process.args]];
   }
-  return ['unshare', [`--root=${rootfs}`, `--wd=${config.process.cwd}`, `--setgid=${gid}`, `--setuid=${uid}`, ...config.process.args]];
+  return [hostTool('unshare'), [`--root=${rootfs}`, `--wd=${config.process.cwd}`, `--setgid=${gid}`, `--setuid=${uid}`, ...config.process.args]];
 }
 
 function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
