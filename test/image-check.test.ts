@@ -4,7 +4,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,6 +21,7 @@ import {
   skopeoInspect,
   umociUnpack,
 } from './support/image-check.js';
+import { startDockerRegistry, type DockerRegistry } from './support/docker-registry.js';
 import { makeTempDir, withTempDir } from './support/tmp.js';
 import { runTsko } from './support/tsko-cli.js';
 
@@ -169,51 +169,10 @@ async function serversRunning(): Promise<number> {
   return cmdlines.filter((cmdline) => cmdline === '/app/server\0').length;
 }
 
-interface LocalRegistry {
-  host: string;
-  stop(): Promise<void>;
-}
-
-/** A plain-HTTP docker-registry on a free loopback port with filesystem storage in `dir`. */
-async function startRegistry(dir: string): Promise<LocalRegistry> {
-  const port = await freePort();
-  const configFile = join(dir, 'registry.yml');
-  await writeFile(
-    configFile,
-    [
-      'version: 0.1',
-      'log: {level: warn, accesslog: {disabled: true}}',
-      `storage: {filesystem: {rootdirectory: ${join(dir, 'data')}}, delete: {enabled: true}}`,
-      `http: {addr: 127.0.0.1:${port}, secret: image-check-test, debug: {addr: ""}}`,
-      '',
-    ].join('\n'),
-  );
-  const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-8192)));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) break;
-    const ok = await httpGet(`http://127.0.0.1:${port}/v2/`, 1_000).then((r) => r.status === 200, () => false);
-    if (ok) return { host: `127.0.0.1:${port}`, stop };
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  await stop();
-  throw new Error(`docker-registry did not start on ${port}:\n${stderr}`);
-}
-
 describe('image-check harness', () => {
   let work: string;
   let binary: string;
-  let registry: LocalRegistry;
+  let registry: DockerRegistry;
   let goodLayout: string;
   let goodDigest: string;
 
@@ -222,7 +181,7 @@ describe('image-check harness', () => {
     const src = join(work, 'src');
     await mkdir(src);
     binary = await buildServer(src);
-    registry = await startRegistry(await makeTempDir('image-check-registry'));
+    registry = await startDockerRegistry();
     goodLayout = join(work, 'good');
     goodDigest = await writeLayout(goodLayout, await readFile(binary), 'v1', { user: '65532:65532', workingDir: '/app' });
   });
@@ -307,6 +266,24 @@ describe('image-check harness', () => {
       const index = JSON.parse(await readFile(join(dir, 'layout/index.json'), 'utf8')) as { manifests: { digest: string }[] };
       assert.equal(index.manifests[0]?.digest, goodDigest);
     });
+  });
+
+  it('passes credentials to skopeo for a registry that requires them, and fails without', async (t) => {
+    const secured = await startDockerRegistry({ auth: 'htpasswd' });
+    t.after(() => secured.stop());
+    const creds = `${secured.username ?? ''}:${secured.password ?? ''}`;
+    const ref = `${secured.host}/test/private:v1`;
+    await assert.rejects(skopeoCopyFromLayout(goodLayout, 'v1', ref, { insecure: true }), /unauthorized|authentication required/i);
+    await skopeoCopyFromLayout(goodLayout, 'v1', ref, { insecure: true, creds });
+    await assert.rejects(checkImage(ref, { insecure: true, t }), /unauthorized|authentication required/i);
+    const checked = await checkImage(ref, { insecure: true, creds, expectBody: /^hello from-config /, t });
+    assert.equal(sha256(JSON.stringify(checked.manifest)), goodDigest);
+    const error = await checkImage(ref, { insecure: true, creds: `${secured.username ?? ''}:wrong-${secured.password ?? ''}`, t }).then(
+      () => new Error('no rejection'),
+      (err: unknown) => err as Error,
+    );
+    assert.doesNotMatch(error.message, new RegExp(`wrong-${secured.password ?? 'unset'}`), 'the password never reaches an error');
+    assert.match(error.message, /<redacted>/);
   });
 
   it('checks the host platform of a multi-arch index, pushed and pulled with --all', async (t) => {
