@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import { createHash } from 'node:crypto';
+import { createServer } from 'node:net';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -239,6 +240,21 @@ describe('image-check harness', () => {
       await assert.rejects(httpGet(`http://127.0.0.1:${port}/`, 1_000), 'the server is gone after stop()');
       assert.equal(await serversRunning(), 0);
     });
+  });
+
+  it('rejects an entrypoint that exits before serving, with its logs', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = blocker.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      await withTempDir('exit-bundle', async (dir) => {
+        await umociUnpack(goodLayout, 'v1', join(dir, 'bundle'));
+        await assert.rejects(runEntrypoint(join(dir, 'bundle'), { port, timeoutMs: 10_000 }), /exited \(1\)[^]*address already in use/);
+      });
+    } finally {
+      blocker.close();
+    }
   });
 
   it('makes umoci reject a config whose diff_id does not match the layer', async () => {
