@@ -55,7 +55,7 @@ export interface CheckImageOptions {
   env?: Record<string, string>;
   authfile?: string;
   creds?: string;
-  /** Scopes removal of the returned rootfs to this test; default: the end of the enclosing suite. */
+  /** Scopes removal of the returned rootfs to this test; default: process exit. */
   t?: AfterHook;
 }
 
@@ -63,7 +63,7 @@ export interface CheckedImage {
   manifest: unknown;
   config: unknown;
   body: string;
-  /** The unpacked rootfs; kept until the test (or suite) ends so callers can look inside. */
+  /** The unpacked rootfs; kept until the test (`options.t`) ends, else until the process exits. */
   rootfs: string;
 }
 
@@ -313,7 +313,7 @@ function assertBody(body: string, expected: RegExp | string | undefined, logs: s
 
 /**
  * Inspects, pulls, unpacks and runs a registry image, and returns what `/` served. The layout is
- * removed at once; the unpacked bundle lives until the test (`options.t`) or suite ends.
+ * removed at once; the unpacked bundle lives until the test (`options.t`) ends or the process exits.
  */
 export async function checkImage(ref: string, options: CheckImageOptions = {}): Promise<CheckedImage> {
   const creds = { insecure: options.insecure, authfile: options.authfile, creds: options.creds };
