@@ -56,7 +56,7 @@ export async function getBlob(ctx: RegistryContext, r: RouteRequest, digestText:
   };
   const range = parseRange(r.req.headers.range, blob.size);
   if (range === 'unsatisfiable') {
-    throw new RegistryError(416, 'BLOB_UNKNOWN', 'requested range not satisfiable', { headers: { 'Content-Range': `bytes */${blob.size}` } });
+    throw new RegistryError(416, 'SIZE_INVALID', 'requested range not satisfiable', { headers: { 'Content-Range': `bytes */${blob.size}` } });
   }
   const start = range?.start ?? 0;
   const end = range?.end ?? blob.size - 1;

@@ -246,7 +246,8 @@ export function createStore(root: string): RegistryStore {
       return true;
     },
     async listTags(repository) {
-      return (await listDir(join(repoDir(repository), '_tags'))).filter((t) => !t.endsWith('.tmp'));
+      // Tags are written through tmp/ and renamed, so every entry here is a whole tag.
+      return listDir(join(repoDir(repository), '_tags'));
     },
 
     async repositoryExists(repository) {
