@@ -51,7 +51,7 @@ async function suiteBinary(): Promise<{ path: string } | { reason: string }> {
   const gobin = await mkdtemp(join(dir, 'build-'));
   try {
     const built = await run('go', ['install', `${SUITE_MODULE}@${SUITE_VERSION}`], {
-      env: { ...process.env, GOBIN: gobin, GOFLAGS: '-mod=mod', GOTOOLCHAIN: 'local' },
+      env: { ...process.env, GOBIN: gobin, GOTOOLCHAIN: 'local' },
       timeout: BUILD_TIMEOUT_MS,
     });
     if (built.code !== 0) {

@@ -6,8 +6,7 @@
 import { readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { exists, listDir, removeQuietly } from './fsutil.js';
-import { referencedDigests } from './manifest.js';
-import { MAX_MANIFEST_BYTES } from './manifest.js';
+import { MAX_MANIFEST_BYTES, referencedDigests } from './manifest.js';
 import { parseDigest, type ParsedDigest } from './names.js';
 import { createStore, type ManifestRecord, type RegistryStore } from './store.js';
 

@@ -3,7 +3,7 @@
 // The server never prints; failures of its own go to `onError` and start problems are TskoErrors.
 import { createServer, type Server } from 'node:http';
 import { TskoError } from '../../errors.js';
-import { formatAddress, isLoopbackHost, parseListenAddress } from './address.js';
+import { DEFAULT_REGISTRY_ADDR, formatAddress, isLoopbackHost, parseListenAddress } from './address.js';
 import { createAuthenticator, type RegistryAuth } from './auth.js';
 import { createContext } from './context.js';
 import { createRequestHandler } from './router.js';
@@ -59,7 +59,7 @@ function listen(server: Server, host: string, port: number, shown: string): Prom
 }
 
 export async function startRegistryServer(options: RegistryServerOptions): Promise<RunningRegistry> {
-  const { host, port } = parseListenAddress(options.addr ?? '127.0.0.1:5001');
+  const { host, port } = parseListenAddress(options.addr ?? DEFAULT_REGISTRY_ADDR);
   const shown = formatAddress(host, port);
   if (!isLoopbackHost(host)) {
     if (!options.allowRemote) {
