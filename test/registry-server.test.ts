@@ -91,6 +91,12 @@ test('skopeo pushes a hand-written OCI layout and pulls it back with the same di
 
   const inspected = JSON.parse((await skopeo(['inspect', '--tls-verify=false', '--raw', `docker://${registry.address}/test/hello:v1`], work)).stdout) as unknown;
   assert.deepEqual(inspected, JSON.parse(image.manifest.toString()));
+
+  // umoci checks what skopeo doesn't: that the config's diff_ids match the layers it unpacks.
+  execFileSync('umoci', ['unpack', '--rootless', '--image', `${join(work, 'out')}:v1`, join(work, 'bundle')], { timeout: 60_000, stdio: 'pipe' });
+  const unpacked = await readdir(join(work, 'bundle', 'rootfs'));
+  assert.equal(unpacked.length, 1);
+  assert.match(unpacked[0]!, /^file-[0-9a-f]{8}\.txt$/);
 });
 
 test('skopeo copy --all round-trips an index of two manifests', async (t) => {
