@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'REGISTRY_DIGEST'
   | 'REGISTRY_SERVE'
   | 'OUTPUT'
+  | 'DEPLOY'
   | 'ABORTED'
   | 'INTERNAL';
 

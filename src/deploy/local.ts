@@ -1,0 +1,286 @@
+// The local target, tsko's embedded default: each deploy becomes a revision running on this
+// machine the way Cloud Run would run it — image unpacked under workDir, entrypoint started with
+// the image's env plus PORT and K_*, switched to on the stable front port once it answers HTTP,
+// the previous revision then drained and stopped (SIGTERM, grace, SIGKILL). A revision that never
+// gets ready is never switched to: the last good one keeps serving.
+import { mkdir } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { TskoError } from '../errors.js';
+import type { EventBus } from '../events.js';
+import { FrontProxy } from './front-proxy.js';
+import { Revision } from './revision.js';
+import type { DeployRequest, DeployResult, Target } from './target.js';
+import { pruneChains, removeTree, unpackImage, type CloneMode } from './unpack.js';
+
+export interface LocalTargetOptions {
+  /** The stable front port (default 8080; 0 picks a free one). */
+  port?: number;
+  host?: '127.0.0.1';
+  /** Revisions are unpacked under here; the layer cache lives here too. */
+  workDir: string;
+  /** How long a new revision has to answer HTTP on its PORT (default 10000). */
+  readyTimeoutMs?: number;
+  /** How long a retiring revision has to finish requests, and then to exit on SIGTERM (default 2000). */
+  gracePeriodMs?: number;
+  /** Extra env for every revision (PORT and K_* still win). */
+  env?: Record<string, string>;
+  events: EventBus;
+  /**
+   * How a revision's rootfs gets the cached base layers: hard links (default; fastest, but a
+   * revision that writes into an image file in place changes the cache) or copies.
+   */
+  rootfsClone?: CloneMode;
+}
+
+export interface LocalTarget extends Target {
+  readonly kind: 'local';
+  /** `http://127.0.0.1:<front port>` */
+  readonly url: string;
+  readonly port: number;
+  /** The revision now serving, if any. */
+  current(): string | undefined;
+}
+
+interface Running {
+  revision: Revision;
+  service: string;
+  dir: string;
+  chain: string | undefined;
+}
+
+// On close, revisions get at most this long to exit before SIGKILL, so that tsko itself stops
+// within its 2 s shutdown budget whatever gracePeriodMs says.
+const CLOSE_GRACE_MS = 1500;
+
+/** Binds the front port at once (a busy port fails here, not on the first save). */
+export async function createLocalTarget(options: LocalTargetOptions): Promise<LocalTarget> {
+  const proxy = await FrontProxy.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 8080 });
+  try {
+    // Revision dirs of an earlier run are stale; the chain cache is still good.
+    await removeTree(join(options.workDir, 'revisions'));
+    await mkdir(join(options.workDir, 'revisions'), { recursive: true });
+  } catch (err) {
+    await proxy.close();
+    throw err;
+  }
+  return new LocalTargetImpl(options, proxy);
+}
+
+class LocalTargetImpl implements LocalTarget {
+  readonly kind = 'local' as const;
+  private readonly options: LocalTargetOptions;
+  private readonly proxy: FrontProxy;
+  private readonly readyTimeoutMs: number;
+  private readonly graceMs: number;
+  private readonly revisionsDir: string;
+  private readonly chainsDir: string;
+  /** Each deploy waits for the one before it. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private counter = 0;
+  private active: Running | undefined;
+  /** Every revision started and not yet stopped, the active one included. */
+  private readonly live = new Set<Revision>();
+  /** Revisions being drained and stopped in the background. */
+  private readonly retiring = new Map<Revision, Promise<void>>();
+  /** The newest iteration deployed per service: an older one never replaces it. */
+  private readonly newest = new Map<string, number>();
+  /** Chains the last few revisions were cloned from, which the cache keeps. */
+  private recentChains: string[] = [];
+  private readonly closer = new AbortController();
+  private closing: Promise<void> | undefined;
+  private readonly onProcessExit = () => {
+    // tsko is exiting without close(): revisions live in their own process groups and would
+    // outlive it. Only synchronous calls work here.
+    for (const revision of this.live) revision.killNow();
+  };
+
+  constructor(options: LocalTargetOptions, proxy: FrontProxy) {
+    this.options = options;
+    this.proxy = proxy;
+    this.readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
+    this.graceMs = options.gracePeriodMs ?? 2000;
+    this.revisionsDir = join(options.workDir, 'revisions');
+    this.chainsDir = join(options.workDir, 'layers');
+    process.on('exit', this.onProcessExit);
+  }
+
+  get url(): string {
+    return this.proxy.url;
+  }
+
+  get port(): number {
+    return this.proxy.port;
+  }
+
+  current(): string | undefined {
+    return this.active?.revision.name;
+  }
+
+  deploy(request: DeployRequest): Promise<DeployResult> {
+    if (this.closing) return Promise.reject(new TskoError('ABORTED', 'the local target is closed'));
+    const turn = this.queue;
+    const run = (async () => {
+      // A deploy aborted while it waits for its turn gives up at once instead of queueing on.
+      await untilAborted(turn, request.signal);
+      return this.deployNow(request);
+    })();
+    // The next deploy waits for this one and the one before it, however this one ends.
+    this.queue = Promise.allSettled([turn, run]);
+    return run;
+  }
+
+  private async deployNow(request: DeployRequest): Promise<DeployResult> {
+    const { service, iteration, events, image } = request;
+    const signal = AbortSignal.any([request.signal, this.closer.signal]);
+    if (signal.aborted) throw aborted(`deploy of ${service} iteration ${iteration} aborted`, signal);
+    const newest = this.newest.get(service);
+    if (newest !== undefined && iteration < newest) {
+      throw new TskoError('ABORTED', `not deploying iteration ${iteration} of ${service}: iteration ${newest} is newer and already serving`);
+    }
+    checkPlatform(image.config.os, image.config.architecture);
+
+    const name = `${service}-${String(++this.counter).padStart(5, '0')}`;
+    const dir = join(this.revisionsDir, name);
+    let revision: Revision | undefined;
+    let stage: 'deploy' | 'ready' = 'deploy';
+    let stageStarted = performance.now();
+    events.emit({ type: 'stage.start', stage: 'deploy' });
+    try {
+      const [unpacked, port] = await Promise.all([
+        unpackImage(image.layers, dir, { cacheDir: this.chainsDir, layerBytes: request.layerBytes, signal, clone: this.options.rootfsClone ?? 'link' }),
+        freePort(),
+      ]);
+      if (signal.aborted) throw aborted(`deploy of ${name} aborted`, signal);
+      revision = await Revision.start({ name, service, rootfs: dir, config: image.config.config, port, env: this.options.env ?? {}, events });
+      this.live.add(revision);
+      events.emit({ type: 'stage.end', stage: 'deploy', ms: performance.now() - stageStarted, ok: true });
+
+      stage = 'ready';
+      stageStarted = performance.now();
+      events.emit({ type: 'stage.start', stage: 'ready' });
+      const readyMs = await revision.waitReady({ timeoutMs: this.readyTimeoutMs, signal });
+      // close() or a newer save may have come while it got ready: then it is not switched to.
+      if (signal.aborted) throw aborted(`deploy of ${name} aborted`, signal);
+      events.emit({ type: 'stage.end', stage: 'ready', ms: performance.now() - stageStarted, ok: true });
+
+      const previous = this.active;
+      this.proxy.switchTo({ name, port });
+      this.active = { revision, service, dir, chain: unpacked.chain };
+      this.newest.set(service, iteration);
+      this.watchForCrash(revision, events);
+      events.emit({
+        type: 'log',
+        level: 'debug',
+        message: `${name}: unpacked ${unpacked.layers} layers in ${Math.round(unpacked.ms)} ms (${unpacked.cachedLayers} from cache), ready in ${Math.round(readyMs)} ms`,
+      });
+      if (previous) this.retire(previous, events);
+      if (unpacked.chain !== undefined) this.recentChains = [unpacked.chain, ...this.recentChains.filter((c) => c !== unpacked.chain)].slice(0, 2);
+      await pruneChains(this.chainsDir, new Set(this.recentChains)).catch(() => undefined);
+      return { revision: name, url: this.proxy.url };
+    } catch (err) {
+      events.emit({ type: 'stage.end', stage, ms: performance.now() - stageStarted, ok: false });
+      if (revision) {
+        // It never served, so there is nothing to drain: stop it at once.
+        await revision.stop(0);
+        this.live.delete(revision);
+      }
+      await removeTree(dir).catch(() => undefined);
+      if (signal.aborted && !(err instanceof TskoError && err.code === 'DEPLOY')) throw aborted(`deploy of ${name} aborted`, signal);
+      throw err;
+    }
+  }
+
+  /** Drains the old revision's in-flight requests, then stops it and removes its rootfs. */
+  private retire(old: Running, events: EventBus): void {
+    const { revision } = old;
+    const done = (async () => {
+      await this.proxy.drained(revision.name, this.graceMs);
+      await revision.stop(this.graceMs);
+      this.live.delete(revision);
+      this.proxy.release(revision.name);
+      await removeTree(old.dir);
+    })()
+      .catch((err: unknown) => {
+        events.emit({ type: 'log', level: 'warn', message: `stopping ${revision.name}: ${(err as Error).message}` });
+      })
+      .finally(() => this.retiring.delete(revision));
+    this.retiring.set(revision, done);
+  }
+
+  /** A serving revision that dies answers 502 until the next deploy; say so once. */
+  private watchForCrash(revision: Revision, events: EventBus): void {
+    void revision.exited.then((exit) => {
+      if (this.active?.revision !== revision || this.closing) return;
+      const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+      this.proxy.markDown(revision.name, how);
+      events.emit({ type: 'log', level: 'warn', message: `revision ${revision.name} ${how}; the front port answers 502 until the next deploy` });
+    });
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closer.abort(new TskoError('ABORTED', 'the local target is closing'));
+      const grace = Math.min(this.graceMs, CLOSE_GRACE_MS);
+      await Promise.allSettled([this.proxy.close(), ...[...this.live].map((revision) => revision.stop(grace))]);
+      await Promise.allSettled([...this.retiring.values()]);
+      // A deploy that was unpacking when close() came ends now (its signal is aborted).
+      await Promise.race([this.queue, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+      for (const revision of this.live) revision.killNow();
+      this.live.clear();
+      this.active = undefined;
+      process.off('exit', this.onProcessExit);
+      await removeTree(this.revisionsDir).catch(() => undefined);
+    })();
+    return this.closing;
+  }
+}
+
+function aborted(message: string, signal: AbortSignal): TskoError {
+  return new TskoError('ABORTED', message, { cause: signal.reason });
+}
+
+/** Waits for `promise` to settle, or rejects with ABORTED as soon as `signal` aborts. */
+function untilAborted(promise: Promise<unknown>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(aborted('deploy aborted before it started', signal));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(aborted('deploy aborted before it started', signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    void promise.then(
+      () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      },
+    );
+  });
+}
+
+const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+
+/** Revisions run on this machine directly, so the image must be for this machine. */
+function checkPlatform(os: string, architecture: string): void {
+  const hostArch = NODE_ARCH[process.arch] ?? process.arch;
+  if (os !== process.platform || architecture !== hostArch) {
+    throw new TskoError('DEPLOY', `the local target runs revisions on this machine (${process.platform}/${hostArch}), but the image is ${os}/${architecture}`, {
+      hint: `build for ${process.platform}/${hostArch} (--platform), or deploy to a cluster target`,
+    });
+  }
+}
+
+/** A port nothing listens on now, for the next revision's PORT. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
