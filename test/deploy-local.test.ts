@@ -5,13 +5,16 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cp, lstat, mkdir, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { resolveConfig } from '../src/config/resolve.js';
+import { FrontProxy } from '../src/deploy/front-proxy.js';
 import { createLocalTarget, type LocalTarget, type LocalTargetOptions } from '../src/deploy/local.js';
 import { applyLayer, archivePath, inRootTarget, unpackImage } from '../src/deploy/unpack.js';
 import { TskoError } from '../src/errors.js';
@@ -168,6 +171,20 @@ describe('unpack', () => {
     assert.equal(await readlink(join(root, 'rel')), 'usr/lib', 'relative links inside the rootfs are kept as they are');
   });
 
+  it('reports a truncated or corrupt layer as a DEPLOY error naming the layer', async (t) => {
+    const dir = await makeTempDir('unpack-corrupt', t);
+    const good = await layerOf([{ name: 'big', type: 'file', content: 'x'.repeat(100_000) }]);
+    const data = (good.source as { data: Buffer }).data;
+    const truncated: Layer = { ...good, source: { kind: 'memory', data: data.subarray(0, data.length - 20) } };
+    await assert.rejects(unpackImage([truncated], join(dir, 'a'), { cacheDir: join(dir, 'cache'), layerBytes: memoryBytes }), (err: unknown) => {
+      assert.ok(err instanceof TskoError && err.code === 'DEPLOY');
+      assert.match(err.message, /^layer sha256:[a-f0-9]{12} could not be decompressed/);
+      return true;
+    });
+    const notTar: Layer = { ...good, source: { kind: 'memory', data: gzipSync(Buffer.from('not a tar archive '.repeat(40))) } };
+    await assert.rejects(unpackImage([notTar], join(dir, 'b'), { cacheDir: join(dir, 'cache'), layerBytes: memoryBytes }), /is not a valid tar archive/);
+  });
+
   it('normalises archive paths and link targets', () => {
     assert.equal(archivePath('./a/b/'), 'a/b');
     assert.equal(archivePath('/a/./c/../b'), 'a/b');
@@ -179,12 +196,147 @@ describe('unpack', () => {
   });
 });
 
+describe('front proxy', () => {
+  interface Seen {
+    method: string;
+    url: string;
+    headers: Record<string, string | string[] | undefined>;
+    body: string;
+  }
+
+  async function upstream(t: { after(fn: () => unknown): void }): Promise<{ port: number; seen: Seen[] }> {
+    const seen: Seen[] = [];
+    const server = createHttpServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks).toString();
+        seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+        if (req.url === '/slow') {
+          setTimeout(() => res.end('slow'), 300);
+          return;
+        }
+        res.setHeader('set-cookie', ['a=1', 'b=2']);
+        res.setHeader('x-hop', 'dropped');
+        res.setHeader('connection', 'x-hop');
+        res.end(`echo:${body}`);
+      });
+    });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: Upgrade\r\n\r\n');
+      socket.pipe(socket);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    return { port: (server.address() as AddressInfo).port, seen };
+  }
+
+  async function proxyFor(t: { after(fn: () => unknown): void }): Promise<FrontProxy> {
+    const proxy = await FrontProxy.listen({ host: '127.0.0.1', port: 0 });
+    t.after(() => proxy.close());
+    return proxy;
+  }
+
+  /** A raw node:http request, since fetch will not send Connection headers. */
+  function send(port: number, options: { method?: string; path?: string; headers?: Record<string, string>; body?: string[] }): Promise<{ status: number; headers: IncomingMessage['headers']; text: string }> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port, method: options.method ?? 'GET', path: options.path ?? '/', headers: options.headers ?? {}, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString() }));
+      });
+      req.on('error', reject);
+      for (const part of options.body ?? []) req.write(part);
+      req.end();
+    });
+  }
+
+  it('forwards method, path, headers and bodies (sized or chunked); drops hop-by-hop headers; adds X-Forwarded-For', async (t) => {
+    const up = await upstream(t);
+    const proxy = await proxyFor(t);
+    proxy.switchTo({ name: 'up-00001', port: up.port });
+
+    const sized = await send(proxy.port, { method: 'POST', path: '/a/b?c=d', headers: { 'content-length': '5', connection: 'keep-alive, x-private', 'x-private': 'secret', 'x-app': 'kept' }, body: ['hello'] });
+    assert.equal(sized.status, 200);
+    assert.equal(sized.text, 'echo:hello');
+    assert.deepEqual(sized.headers['set-cookie'], ['a=1', 'b=2'], 'repeated headers survive');
+    assert.equal(sized.headers['x-hop'], undefined, 'a header the upstream named in Connection is not forwarded');
+    const first = up.seen[0] as Seen;
+    assert.equal(first.method, 'POST');
+    assert.equal(first.url, '/a/b?c=d');
+    assert.equal(first.headers['x-app'], 'kept');
+    assert.equal(first.headers['x-private'], undefined, 'a header the client named in Connection is not forwarded');
+    assert.equal(first.headers['x-forwarded-for'], '127.0.0.1');
+    assert.equal(first.headers['x-forwarded-proto'], 'http');
+    assert.equal(first.headers.host, `127.0.0.1:${proxy.port}`, 'Host is the front port, as the client sent it');
+
+    const chunked = await send(proxy.port, { method: 'PUT', headers: { 'transfer-encoding': 'chunked' }, body: ['one,', 'two'] });
+    assert.equal(chunked.text, 'echo:one,two');
+    assert.equal(up.seen[1]?.body, 'one,two');
+  });
+
+  it('answers 503 before any upstream and 502 when the upstream is gone, and keeps serving', async (t) => {
+    const proxy = await proxyFor(t);
+    const none = await send(proxy.port, {});
+    assert.equal(none.status, 503);
+    assert.equal(none.headers['retry-after'], '1');
+    proxy.switchTo({ name: 'gone-00001', port: await freePort() });
+    const gone = await send(proxy.port, {});
+    assert.equal(gone.status, 502);
+    assert.equal(gone.text, 'tsko: revision gone-00001 did not answer (ECONNREFUSED)\n');
+    const up = await upstream(t);
+    proxy.switchTo({ name: 'up-00002', port: up.port });
+    assert.equal((await send(proxy.port, {})).text, 'echo:');
+  });
+
+  it('relays an upgraded connection both ways and counts it in flight until it closes', async (t) => {
+    const up = await upstream(t);
+    const proxy = await proxyFor(t);
+    proxy.switchTo({ name: 'ws-00001', port: up.port });
+    const socket = await new Promise<Duplex>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port: proxy.port, headers: { connection: 'Upgrade', upgrade: 'echo' }, agent: false });
+      req.on('upgrade', (res: IncomingMessage, s: Duplex) => {
+        assert.equal(res.statusCode, 101);
+        resolve(s);
+      });
+      req.on('response', () => reject(new Error('no upgrade')));
+      req.on('error', reject);
+      req.end();
+    });
+    const echoed = new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString())));
+    socket.write('ping');
+    assert.equal(await echoed, 'ping');
+    assert.equal(proxy.inFlight('ws-00001'), 1);
+    socket.destroy();
+    await waitFor('the upgraded connection to be released', () => proxy.inFlight('ws-00001') === 0);
+  });
+
+  it('drained() resolves when the requests in flight end, or false at its timeout', async (t) => {
+    const up = await upstream(t);
+    const proxy = await proxyFor(t);
+    proxy.switchTo({ name: 'old-00001', port: up.port });
+    assert.equal(await proxy.drained('old-00001', 10), true, 'nothing in flight');
+    const slow = send(proxy.port, { path: '/slow' });
+    await waitFor('the request to be in flight', () => proxy.inFlight('old-00001') === 1);
+    proxy.switchTo({ name: 'new-00002', port: up.port });
+    assert.equal(await proxy.drained('old-00001', 20), false, 'still in flight after 20 ms');
+    const started = Date.now();
+    assert.equal(await proxy.drained('old-00001', 5000), true);
+    assert.ok(Date.now() - started < 1000);
+    assert.equal((await slow).text, 'slow');
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Real images.
 
-let cacheHome: string;
-
 async function buildImage(cwd: string, target: string): Promise<Image> {
+  // A tsko cache per build: the builder's output path is per import path, and the variants of one
+  // service built side by side here would otherwise overwrite each other's binary.
+  const cacheHome = await makeTempDir('local-cache');
   const config = await resolveConfig({ cwd, env: { ...process.env, XDG_CACHE_HOME: cacheHome, GOCACHE: goCacheDir() }, fresh: true });
   const pipeline = makePipeline({ config, events: createEventBus() });
   try {
@@ -308,7 +460,6 @@ function isDeployError(pattern: RegExp) {
 
 describe('local target', { timeout: 240_000 }, () => {
   before(async () => {
-    cacheHome = await makeTempDir('local-cache');
     const hello = join(repoRoot, 'examples/hello');
     const probe = join(repoRoot, 'test/fixtures/local-target/probe');
     const [v1, v2, probeImage, exits, sleeps, kodata] = await Promise.all([

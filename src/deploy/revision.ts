@@ -118,7 +118,7 @@ export class Revision {
           detail: this.logDetail(),
         });
       }
-      if (await answersHttp(this.port, Math.min(remaining, 1000))) return performance.now() - started;
+      if (await answersHttp(this.port, Math.min(remaining, 1000), signal)) return performance.now() - started;
       const interval = attempt < 100 ? 2 : 25;
       const pause = new AbortController();
       const onAbort = () => pause.abort();
@@ -192,9 +192,18 @@ function formatSeconds(ms: number): string {
 }
 
 /** Whether something answers an HTTP request on 127.0.0.1:port, with any status. */
-export function answersHttp(port: number, timeoutMs: number): Promise<boolean> {
+export function answersHttp(port: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/', method: 'GET', agent: false, timeout: timeoutMs, headers: { 'user-agent': 'tsko-readiness' } });
+    const req = request({
+      host: '127.0.0.1',
+      port,
+      path: '/',
+      method: 'GET',
+      agent: false,
+      timeout: timeoutMs,
+      headers: { 'user-agent': 'tsko-readiness' },
+      ...(signal ? { signal } : {}),
+    });
     req.once('response', (res) => {
       res.resume();
       resolve(true);

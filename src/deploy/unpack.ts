@@ -68,7 +68,7 @@ export async function unpackImage(layers: readonly Layer[], rootfs: string, opti
     await cloneTree(chainDir, rootfs, clone);
   }
   throwIfAborted(options.signal);
-  await applyLayer(await options.layerBytes(top), rootfs, options.signal);
+  await applyLayer(await options.layerBytes(top), rootfs, options.signal, layerName(top));
   return { chain, layers: layers.length, cachedLayers, ms: performance.now() - started };
 }
 
@@ -107,7 +107,7 @@ async function buildChain(lower: readonly Layer[], ids: readonly string[], optio
     else await mkdir(temp, { recursive: true });
     for (const layer of lower.slice(from + 1)) {
       throwIfAborted(options.signal);
-      await applyLayer(await options.layerBytes(layer), temp, options.signal);
+      await applyLayer(await options.layerBytes(layer), temp, options.signal, layerName(layer));
     }
     await rename(temp, chainDir).catch(async (err: NodeJS.ErrnoException) => {
       // Someone else built the same chain meanwhile: theirs is as good as ours.
@@ -120,15 +120,20 @@ async function buildChain(lower: readonly Layer[], ids: readonly string[], optio
   }
 }
 
-/** Applies one layer (gzip, zstd or plain tar) on top of the tree at `root`. */
-export async function applyLayer(bytes: Buffer, root: string, signal?: AbortSignal): Promise<void> {
+/** Applies one layer (gzip, zstd or plain tar) on top of the tree at `root`; `what` names it in errors. */
+export async function applyLayer(bytes: Buffer, root: string, signal?: AbortSignal, what = 'a layer'): Promise<void> {
   const extract = tar.extract();
   const decompress = decompressorFor(bytes);
   const source = Readable.from([bytes]);
-  const fail = (err: Error) => extract.destroy(err);
+  // The first failure of the input side; the entry being read only sees "stream destroyed".
+  let failure: Error | undefined;
+  const fail = (err: Error) => {
+    failure ??= err;
+    extract.destroy(err);
+  };
   source.on('error', fail);
   if (decompress) {
-    decompress.on('error', (err) => fail(new TskoError('DEPLOY', `a layer could not be decompressed: ${err.message}`, { cause: err })));
+    decompress.on('error', (err) => fail(new TskoError('DEPLOY', `${what} could not be decompressed: ${err.message}`, { cause: err })));
     source.pipe(decompress).pipe(extract as unknown as NodeJS.WritableStream);
   } else {
     source.pipe(extract as unknown as NodeJS.WritableStream);
@@ -143,7 +148,11 @@ export async function applyLayer(bytes: Buffer, root: string, signal?: AbortSign
     source.unpipe();
     decompress?.destroy();
     extract.destroy();
-    throw err;
+    const cause = failure ?? err;
+    // A file system error (it has a syscall) or ours as it is; anything else is tar-stream's
+    // verdict on the archive (a bad header, a truncated entry).
+    if (cause instanceof TskoError || (cause as NodeJS.ErrnoException).syscall !== undefined) throw cause;
+    throw new TskoError('DEPLOY', `${what} is not a valid tar archive: ${(cause as Error).message}`, { cause });
   }
   await applier.finish();
 }
@@ -151,7 +160,7 @@ export async function applyLayer(bytes: Buffer, root: string, signal?: AbortSign
 function decompressorFor(bytes: Buffer): Transform | undefined {
   // By magic number rather than media type: registries and bases are loose about the latter.
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) return createGunzip({ chunkSize: 256 * 1024 });
-  if (bytes.readUInt32LE(0) === 0xfd2fb528) return createZstdDecompress({ chunkSize: 256 * 1024 });
+  if (bytes.length >= 4 && bytes.readUInt32LE(0) === 0xfd2fb528) return createZstdDecompress({ chunkSize: 256 * 1024 });
   return undefined;
 }
 
@@ -379,6 +388,10 @@ export function inRootTarget(linkPath: string, target: string): string {
   }
   if (!clamped) return target;
   return posix.relative(`/${from}`, `/${parts.join('/')}`) || '.';
+}
+
+function layerName(layer: Layer): string {
+  return `layer ${layer.digest.slice(0, 'sha256:'.length + 12)}`;
 }
 
 function parentOf(path: string): string {
