@@ -117,6 +117,35 @@ describe('unpack', () => {
     assert.equal(existsSync(join(dir, 'rootfs2/etc/gone')), false);
   });
 
+  it('keeps the chain under a changed middle layer, so a kodata edit extracts only kodata and the binary', async (t) => {
+    const dir = await makeTempDir('unpack-chains', t);
+    const cacheDir = join(dir, 'cache');
+    const base = await layerOf([{ name: 'etc/base', type: 'file', content: 'base' }]);
+    const data1 = await layerOf([{ name: 'var/run/ko/index.html', type: 'file', content: 'one' }]);
+    const data2 = await layerOf([{ name: 'var/run/ko/index.html', type: 'file', content: 'two' }]);
+    const app = await layerOf([{ name: 'ko-app/app', type: 'file', content: 'bin', mode: 0o555 }]);
+    const read: string[] = [];
+    const counting = (layer: Layer) => {
+      read.push(layer.digest);
+      return memoryBytes(layer);
+    };
+    const cold = await unpackImage([base, data1, app], join(dir, 'r1'), { cacheDir, layerBytes: counting });
+    assert.equal(cold.cachedLayers, 0);
+    assert.equal(cold.chains.length, 2);
+    assert.deepEqual((await readdir(cacheDir)).sort(), [...cold.chains].sort());
+    read.length = 0;
+    const warm = await unpackImage([base, data1, app], join(dir, 'r2'), { cacheDir, layerBytes: counting });
+    assert.equal(warm.cachedLayers, 2);
+    assert.deepEqual(read, [app.digest], 'a warm revision reads only its top layer');
+    read.length = 0;
+    const edited = await unpackImage([base, data2, app], join(dir, 'r3'), { cacheDir, layerBytes: counting });
+    assert.equal(edited.cachedLayers, 1);
+    assert.deepEqual(read, [data2.digest, app.digest], 'the base is not extracted again');
+    assert.equal(await readFile(join(dir, 'r3/var/run/ko/index.html'), 'utf8'), 'two');
+    assert.equal(await readFile(join(dir, 'r3/etc/base'), 'utf8'), 'base');
+    assert.equal(edited.chains[1], cold.chains[1], 'the same base chain');
+  });
+
   it('refuses entries that climb out of the rootfs, and keeps writes through symlinks inside it', async (t) => {
     const dir = await makeTempDir('unpack-escape', t);
     const outside = join(dir, 'outside');

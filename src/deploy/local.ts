@@ -48,7 +48,6 @@ interface Running {
   revision: Revision;
   service: string;
   dir: string;
-  chain: string | undefined;
 }
 
 // On close, revisions get at most this long to exit before SIGKILL, so that tsko itself stops
@@ -87,8 +86,8 @@ class LocalTargetImpl implements LocalTarget {
   private readonly retiring = new Map<Revision, Promise<void>>();
   /** The newest iteration deployed per service: an older one never replaces it. */
   private readonly newest = new Map<string, number>();
-  /** Chains the last few revisions were cloned from, which the cache keeps. */
-  private recentChains: string[] = [];
+  /** Cached layer chains the current and the previous revision were built from. */
+  private recentChains: string[][] = [];
   private readonly closer = new AbortController();
   private closing: Promise<void> | undefined;
   private readonly onProcessExit = () => {
@@ -168,7 +167,7 @@ class LocalTargetImpl implements LocalTarget {
 
       const previous = this.active;
       this.proxy.switchTo({ name, port });
-      this.active = { revision, service, dir, chain: unpacked.chain };
+      this.active = { revision, service, dir };
       this.newest.set(service, iteration);
       this.watchForCrash(revision, events);
       events.emit({
@@ -177,8 +176,8 @@ class LocalTargetImpl implements LocalTarget {
         message: `${name}: unpacked ${unpacked.layers} layers in ${Math.round(unpacked.ms)} ms (${unpacked.cachedLayers} from cache), ready in ${Math.round(readyMs)} ms`,
       });
       if (previous) this.retire(previous, events);
-      if (unpacked.chain !== undefined) this.recentChains = [unpacked.chain, ...this.recentChains.filter((c) => c !== unpacked.chain)].slice(0, 2);
-      await pruneChains(this.chainsDir, new Set(this.recentChains)).catch(() => undefined);
+      this.recentChains = [unpacked.chains, ...this.recentChains].slice(0, 2);
+      await pruneChains(this.chainsDir, new Set(this.recentChains.flat())).catch(() => undefined);
       return { revision: name, url: this.proxy.url };
     } catch (err) {
       events.emit({ type: 'stage.end', stage, ms: performance.now() - stageStarted, ok: false });

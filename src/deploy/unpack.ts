@@ -28,8 +28,8 @@ export interface UnpackOptions {
 }
 
 export interface UnpackResult {
-  /** The cached chain the revision was cloned from (a directory name under cacheDir), if any. */
-  chain: string | undefined;
+  /** The cached chains this rootfs was built from (directory names under cacheDir): keep them warm. */
+  chains: string[];
   layers: number;
   /** Layers that came from the chain cache instead of being extracted. */
   cachedLayers: number;
@@ -48,28 +48,26 @@ export async function unpackImage(layers: readonly Layer[], rootfs: string, opti
   const top = layers.at(-1);
   if (top === undefined) {
     await mkdir(rootfs, { recursive: true });
-    return { chain: undefined, layers: 0, cachedLayers: 0, ms: performance.now() - started };
+    return { chains: [], layers: 0, cachedLayers: 0, ms: performance.now() - started };
   }
   const lower = layers.slice(0, -1);
-  let chain: string | undefined;
+  let chains: string[] = [];
   let cachedLayers = 0;
   if (lower.length === 0) {
     await mkdir(rootfs, { recursive: true });
   } else {
     const ids = chainIds(lower);
-    chain = ids.at(-1) as string;
-    const chainDir = join(options.cacheDir, chain);
-    if (await isDir(chainDir)) {
-      cachedLayers = lower.length;
-    } else {
-      await buildChain(lower, ids, options, clone);
-    }
+    // The chain under the top layer is what the rootfs is cloned from; the one under that (for a
+    // ko image, the base without kodata) is kept too, so a kodata edit extracts only kodata.
+    chains = ids.slice(-2).reverse();
+    await mkdir(options.cacheDir, { recursive: true });
+    cachedLayers = await ensureChain(lower, ids, lower.length, options, clone, true);
     throwIfAborted(options.signal);
-    await cloneTree(chainDir, rootfs, clone);
+    await cloneTree(join(options.cacheDir, ids.at(-1) as string), rootfs, clone);
   }
   throwIfAborted(options.signal);
   await applyLayer(await options.layerBytes(top), rootfs, options.signal, layerName(top));
-  return { chain, layers: layers.length, cachedLayers, ms: performance.now() - started };
+  return { chains, layers: layers.length, cachedLayers, ms: performance.now() - started };
 }
 
 /** OCI chain IDs of each prefix of `layers`, as hex (usable as directory names). */
@@ -90,22 +88,32 @@ export async function pruneChains(cacheDir: string, keep: ReadonlySet<string>): 
   await Promise.all(names.filter((name) => !keep.has(name)).map((name) => removeTree(join(cacheDir, name))));
 }
 
-/** The longest cached prefix, cloned, plus the layers above it, renamed into place at the end. */
-async function buildChain(lower: readonly Layer[], ids: readonly string[], options: UnpackOptions, clone: CloneMode): Promise<void> {
-  await mkdir(options.cacheDir, { recursive: true });
-  let from = -1;
-  for (let i = ids.length - 2; i >= 0; i--) {
-    if (await isDir(join(options.cacheDir, ids[i] as string))) {
-      from = i;
-      break;
+/**
+ * Makes sure the chain of the first `count` layers is cached: built on the chain one shorter
+ * (itself ensured when `viaPrefix`), else on the longest cached prefix, then renamed into place.
+ * Returns how many layers were reused rather than extracted.
+ */
+async function ensureChain(lower: readonly Layer[], ids: readonly string[], count: number, options: UnpackOptions, clone: CloneMode, viaPrefix: boolean): Promise<number> {
+  const chainDir = join(options.cacheDir, ids[count - 1] as string);
+  if (await isDir(chainDir)) return count;
+  let from = 0;
+  let reused = 0;
+  if (viaPrefix && count >= 2) {
+    reused = await ensureChain(lower, ids, count - 1, options, clone, false);
+    from = count - 1;
+  } else {
+    for (let i = count - 1; i >= 1; i--) {
+      if (await isDir(join(options.cacheDir, ids[i - 1] as string))) {
+        from = reused = i;
+        break;
+      }
     }
   }
-  const chainDir = join(options.cacheDir, ids.at(-1) as string);
   const temp = `${chainDir}.tmp-${randomBytes(4).toString('hex')}`;
   try {
-    if (from >= 0) await cloneTree(join(options.cacheDir, ids[from] as string), temp, clone);
+    if (from > 0) await cloneTree(join(options.cacheDir, ids[from - 1] as string), temp, clone);
     else await mkdir(temp, { recursive: true });
-    for (const layer of lower.slice(from + 1)) {
+    for (const layer of lower.slice(from, count)) {
       throwIfAborted(options.signal);
       await applyLayer(await options.layerBytes(layer), temp, options.signal, layerName(layer));
     }
@@ -118,6 +126,7 @@ async function buildChain(lower: readonly Layer[], ids: readonly string[], optio
     await removeTree(temp);
     throw err;
   }
+  return reused;
 }
 
 /** Applies one layer (gzip, zstd or plain tar) on top of the tree at `root`; `what` names it in errors. */
