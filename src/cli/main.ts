@@ -2,6 +2,7 @@
 // them together and turns a thrown error into one line (plus a hint) and a non-zero exit.
 import { Command, CommanderError } from 'commander';
 import { registerBuildCommand } from './build.js';
+import { registerDevCommand } from './dev.js';
 import { registerRegistryCommand } from './registry.js';
 import { printError } from './output.js';
 
@@ -12,6 +13,7 @@ export function createProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerBuildCommand(program);
+  registerDevCommand(program);
   registerRegistryCommand(program);
   return program;
 }

@@ -1,0 +1,142 @@
+// `tsko dev [IMPORTPATH|DIR ...]`: the save-to-running daemon. Thin: flags → config → a dev
+// session with a reporter; Ctrl-C or SIGTERM stops everything within two seconds.
+import { join } from 'node:path';
+import { Option, type Command } from 'commander';
+import { resolveConfig } from '../config/resolve.js';
+import { TskoError } from '../errors.js';
+import { createEventBus } from '../events.js';
+import { createLocalTarget } from '../deploy/local.js';
+import { parsePlatform } from '../go/platform.js';
+import type { Platform } from '../image/types.js';
+import { startDevSession, type DevServiceRequest } from '../dev/session.js';
+import { retainLatest } from '../registry/server/index.js';
+import { redact } from '../redact.js';
+import { createJsonReporter } from '../../ui/json.js';
+import { createPlainReporter } from '../../ui/plain.js';
+import { namingMode, type BuildFlags } from './common.js';
+import { resolveDockerRepo } from './docker-repo.js';
+
+interface DevFlags {
+  config?: string;
+  port?: number;
+  json?: boolean;
+  target: string;
+  platform?: string;
+  keepImages?: number;
+  insecureRegistry?: boolean;
+  bare?: boolean;
+  baseImportPaths?: boolean;
+  preserveImportPaths?: boolean;
+  debounce: number;
+}
+
+const SHUTDOWN_DEADLINE_MS = 2000;
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new TskoError('USAGE', `${name} must be a whole number, got "${value}"`);
+    return n;
+  };
+}
+
+export function registerDevCommand(program: Command): void {
+  program
+    .command('dev')
+    .description('watch Go services and rebuild, push and redeploy them on every save')
+    .argument('[importpaths...]', "import paths or ./dirs of main packages (default: the config's dev.services, else .)")
+    .option('--config <path>', 'config file')
+    .addOption(new Option('--port <n>', 'front port of the first service (the next ones count up); default 8080').argParser(positiveInt('--port')))
+    .option('--json', 'print events as JSON lines on stdout')
+    .addOption(new Option('--target <target>', 'where revisions run').choices(['local', 'kubernetes', 'cloudrun']).default('local'))
+    .option('--platform <os/arch>', 'platform to build (the local target needs this machine\'s)')
+    .addOption(new Option('--keep-images <n>', 'images kept per repository in the embedded registry (default 20)').argParser(positiveInt('--keep-images')))
+    .option('--insecure-registry', 'talk plain http to the registry')
+    .option('--bare', 'use KO_DOCKER_REPO as the image name')
+    .option('-B, --base-import-paths', "name images KO_DOCKER_REPO/<import path's last element>")
+    .option('-P, --preserve-import-paths', 'name images KO_DOCKER_REPO/<full import path>')
+    .addOption(new Option('--debounce <ms>', 'quiet time after a save before building').argParser(positiveInt('--debounce')).default(10).hideHelp())
+    .action(async (targets: string[], flags: DevFlags) => {
+      await runDev(targets, flags, Boolean(program.opts().verbose));
+    });
+}
+
+function hostPlatform(): Platform {
+  const arch = ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' } as Record<string, string>)[process.arch];
+  return { os: process.platform, architecture: arch ?? process.arch };
+}
+
+async function runDev(targets: string[], flags: DevFlags, verbose: boolean): Promise<void> {
+  const events = createEventBus();
+  if (flags.json) events.subscribe(createJsonReporter((line) => process.stdout.write(line + '\n')));
+  else events.subscribe(createPlainReporter({ write: (line) => process.stderr.write(redact(line) + '\n'), verbose }));
+
+  if (flags.target !== 'local') {
+    throw new TskoError('USAGE', `--target ${flags.target} is not available yet; use --target local`);
+  }
+  const inline = flags.config ? { configFile: flags.config } : {};
+  const config = await resolveConfig(inline);
+  const platform = flags.platform ? parsePlatform(flags.platform) : hostPlatform();
+  const host = hostPlatform();
+  if (platform.os !== host.os || platform.architecture !== host.architecture) {
+    throw new TskoError('PLATFORM', `the local target runs revisions on this machine (${host.os}/${host.architecture}), not ${flags.platform}`);
+  }
+  const services = serviceRequests(targets, config.dev.services);
+  const basePort = flags.port ?? config.dev.port ?? 8080;
+  const keep = flags.keepImages ?? config.dev.keepImages ?? 20;
+  const naming = namingMode(flags as unknown as BuildFlags, (message) => events.emit({ type: 'log', level: 'warn', message }));
+
+  const repo = await resolveDockerRepo(config, { push: true }, events);
+  const controller = new AbortController();
+  let session: Awaited<ReturnType<typeof startDevSession>> | undefined;
+  let stopping: Promise<void> | undefined;
+  const stop = (exitCode: number) => {
+    stopping ??= (async () => {
+      controller.abort();
+      // Whatever happens, exit by the deadline: a dev daemon must never hang on Ctrl-C.
+      setTimeout(() => process.exit(exitCode), SHUTDOWN_DEADLINE_MS).unref();
+      await session?.close().catch(() => undefined);
+      await repo.close().catch(() => undefined);
+      process.exit(exitCode);
+    })();
+    return stopping;
+  };
+  process.once('SIGINT', () => void stop(130));
+  process.once('SIGTERM', () => void stop(143));
+
+  try {
+    session = await startDevSession({
+      inline,
+      config,
+      services,
+      events,
+      dockerRepo: repo.dockerRepo,
+      naming,
+      platform,
+      pipelineOptions: { insecureRegistry: Boolean(flags.insecureRegistry) },
+      debounceMs: flags.debounce,
+      makeTarget: (service, request, index) =>
+        createLocalTarget({ port: request.port ?? basePort + index, workDir: join(config.cacheDir, 'dev', service), events }),
+      ...(repo.embedded
+        ? {
+            afterPush: async (repository) => {
+              await retainLatest(repo.embedded?.root as string, repository.repository, keep);
+            },
+          }
+        : {}),
+    });
+  } catch (err) {
+    await repo.close();
+    throw err;
+  }
+  // Runs until a signal; the action's promise must not resolve, or commander would return.
+  await new Promise<never>(() => {});
+}
+
+function serviceRequests(targets: string[], configured: Array<string | { path: string; port?: number }> | undefined): DevServiceRequest[] {
+  if (targets.length > 0) return targets.map((target) => ({ target }));
+  if (configured && configured.length > 0) {
+    return configured.map((entry) => (typeof entry === 'string' ? { target: entry } : { target: entry.path, ...(entry.port ? { port: entry.port } : {}) }));
+  }
+  return [{ target: '.' }];
+}
