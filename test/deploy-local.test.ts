@@ -626,6 +626,7 @@ describe('local target', { timeout: 240_000 }, () => {
     const failure = await h.deploy(images.exits, 3).catch((err: unknown) => err as TskoError);
     assert.ok(failure instanceof TskoError);
     assert.match(failure.detail ?? '', /probe: giving up/);
+    assert.match(failure.hint ?? '', /hello-00001 keeps serving$/);
     assert.ok(h.events.some((e) => e.type === 'revision.log' && e.revision === 'hello-00003' && e.line === 'probe: giving up'));
     assert.ok(h.events.some((e) => e.type === 'stage.end' && e.iteration === 3 && e.stage === 'ready' && !e.ok));
     assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v1\n' });

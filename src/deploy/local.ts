@@ -188,6 +188,11 @@ class LocalTargetImpl implements LocalTarget {
       }
       await removeTree(dir).catch(() => undefined);
       if (signal.aborted && !(err instanceof TskoError && err.code === 'DEPLOY')) throw aborted(`deploy of ${name} aborted`, signal);
+      const serving = this.active?.revision.name;
+      if (err instanceof TskoError && err.code === 'DEPLOY' && serving !== undefined) {
+        const hint = `${serving} keeps serving`;
+        throw new TskoError('DEPLOY', err.message, { hint: err.hint ? `${err.hint}; ${hint}` : hint, detail: err.detail, cause: err.cause });
+      }
       throw err;
     }
   }

@@ -114,7 +114,7 @@ export class Revision {
       const remaining = deadline - performance.now();
       if (remaining <= 0) {
         throw new TskoError('DEPLOY', `revision ${this.name} did not answer on PORT ${this.port} within ${formatSeconds(options.timeoutMs)}`, {
-          hint: 'the service must listen on the port in $PORT (on 127.0.0.1 or all interfaces) and answer HTTP',
+          hint: 'a service must answer HTTP on the port in $PORT, on 127.0.0.1 or all interfaces',
           detail: this.logDetail(),
         });
       }
@@ -173,7 +173,7 @@ export class Revision {
     }
     const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
     return new TskoError('DEPLOY', `revision ${this.name} ${how} before listening on PORT ${this.port}`, {
-      hint: 'its last lines are shown above; the previous revision keeps serving',
+      hint: 'a service must keep running and answer HTTP on the port in $PORT',
       detail: this.logDetail(),
     });
   }
