@@ -637,6 +637,20 @@ describe('local target', { timeout: 240_000 }, () => {
     assert.equal((await get(h.target.url)).text, 'hello v2\n');
   });
 
+  it('refuses an image whose entrypoint is not in it, or that is for another platform, before starting anything', async (t) => {
+    const h = await harness(t);
+    await h.deploy(images.v1, 1);
+    const config = images.v1.config;
+    const missing: Image = { ...images.v1, config: { ...config, config: { ...config.config, Entrypoint: ['/ko-app/missing'] } } };
+    await assert.rejects(h.deploy(missing, 2), isDeployError(/^the image's entrypoint \/ko-app\/missing is not an executable file in the image$/));
+    const byName: Image = { ...images.v1, config: { ...config, config: { ...config.config, Entrypoint: ['hello'], Cmd: ['--flag'] } } };
+    assert.equal((await h.deploy(byName, 3)).revision, 'hello-00003', 'a bare name is found through the image PATH (/ko-app); the failed one used up 00002');
+    const arm: Image = { ...images.v1, config: { ...config, architecture: 'arm64' } };
+    await assert.rejects(h.deploy(arm, 4), isDeployError(/runs revisions on this machine \(linux\/amd64\), but the image is linux\/arm64/));
+    assert.equal((await get(h.target.url)).text, 'hello v1\n');
+    assert.equal(h.target.current(), 'hello-00003');
+  });
+
   it('gives up on a revision that never listens after readyTimeoutMs, and kills it even though it ignores SIGTERM', async (t) => {
     const h = await harness(t, { readyTimeoutMs: 700 });
     await h.deploy(images.v1, 1);
