@@ -121,7 +121,7 @@ export class ServiceLoop {
     const pushed = { bytesPushed: 0, blobsPushed: 0, blobsSkipped: 0 };
     try {
       const pipeline = this.options.pipeline();
-      const built = await pipeline.builder.build(this.resolved, this.options.platform, signal);
+      const built = await pipeline.builder.build(this.resolved, this.options.platform, signal, events);
       const identity = runtimeIdentity(built.image, built.buildId);
       if (identity === this.deployedIdentity) {
         result = 'unchanged';
@@ -132,7 +132,7 @@ export class ServiceLoop {
       const repository = parseRepository(imageName(this.options.dockerRepo, built.importPath, this.options.naming));
       events.emit({ type: 'stage.start', stage: 'push', importPath: built.importPath });
       const pushStarted = performance.now();
-      const published = await pipeline.publisher.publish(built.image, repository, ['latest'], signal).finally(() => {
+      const published = await pipeline.publisher.publish(built.image, repository, ['latest'], signal, events).finally(() => {
         events.emit({ type: 'stage.end', stage: 'push', importPath: built.importPath, ms: performance.now() - pushStarted, ok: !signal.aborted });
       });
       reference = published.reference;

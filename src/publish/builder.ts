@@ -87,7 +87,7 @@ export class Builder {
     return this.config.baseImageOverrides.get(importPath.toLowerCase()) ?? this.config.defaultBaseImage;
   }
 
-  async build(target: ResolvedTarget, platform: Platform, signal?: AbortSignal): Promise<BuiltImage> {
+  async build(target: ResolvedTarget, platform: Platform, signal?: AbortSignal, events: EventBus = this.events): Promise<BuiltImage> {
     const { pkg } = target;
     const importPath = pkg.importPath;
     const appName = appNameOf(importPath);
@@ -99,7 +99,7 @@ export class Builder {
     basePromise.catch(() => undefined);
 
     const output = join(this.config.cacheDir, 'bin', importPath, platformName.replaceAll('/', '-'), appName);
-    this.events.emit({ type: 'stage.start', stage: 'build', importPath, platform: platformName });
+    events.emit({ type: 'stage.start', stage: 'build', importPath, platform: platformName });
     const started = performance.now();
     try {
       await goBuild({
@@ -115,16 +115,16 @@ export class Builder {
         ...(signal ? { signal } : {}),
       });
     } finally {
-      this.events.emit({ type: 'stage.end', stage: 'build', importPath, platform: platformName, ms: performance.now() - started, ok: !signal?.aborted });
+      events.emit({ type: 'stage.end', stage: 'build', importPath, platform: platformName, ms: performance.now() - started, ok: !signal?.aborted });
     }
     const buildMs = performance.now() - started;
-    this.events.emit({ type: 'go.build', importPath, platform: platformName, output, ms: buildMs });
+    events.emit({ type: 'go.build', importPath, platform: platformName, output, ms: buildMs });
 
     const base = await basePromise;
-    this.events.emit({ type: 'base.resolved', importPath, base: base.name, digest: base.digest, cached: false });
+    events.emit({ type: 'base.resolved', importPath, base: base.name, digest: base.digest, cached: false });
 
     const layerStarted = performance.now();
-    this.events.emit({ type: 'stage.start', stage: 'layer', importPath, platform: platformName });
+    events.emit({ type: 'stage.start', stage: 'layer', importPath, platform: platformName });
     const layerType = MEDIA_TYPES[familyOf(base.manifestMediaType)].layer;
     const kodataSeconds = epochSeconds(this.config.kodataDateEpoch, 'KO_DATA_DATE_EPOCH');
     const buildId = await readGoBuildId(output).catch(() => undefined);
@@ -147,8 +147,8 @@ export class Builder {
       ...(this.imageOptions.annotations ? { annotations: this.imageOptions.annotations } : {}),
     });
     const layerMs = performance.now() - layerStarted;
-    this.events.emit({ type: 'layer.built', importPath, digest: binary.digest, diffId: binary.diffId, size: binary.size, ms: layerMs });
-    this.events.emit({ type: 'stage.end', stage: 'layer', importPath, platform: platformName, ms: layerMs, ok: true });
+    events.emit({ type: 'layer.built', importPath, digest: binary.digest, diffId: binary.diffId, size: binary.size, ms: layerMs });
+    events.emit({ type: 'stage.end', stage: 'layer', importPath, platform: platformName, ms: layerMs, ok: true });
     return { importPath, appName, platform, image, base, binaryPath: output, buildId };
   }
 

@@ -57,7 +57,7 @@ export class Publisher {
     this.locations = options.locations ?? new BlobLocations();
   }
 
-  async publish(image: Image, repository: Repository, tags: readonly string[], signal?: AbortSignal): Promise<Published> {
+  async publish(image: Image, repository: Repository, tags: readonly string[], signal?: AbortSignal, events: EventBus = this.events): Promise<Published> {
     const stats: PublishStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
     const name = formatReference(repository);
     const firstTag = tags[0];
@@ -67,14 +67,14 @@ export class Publisher {
     if (existing?.digest === image.manifestDigest) {
       stats.manifestExisted = true;
       stats.blobsSkipped = image.layers.length + 1;
-      this.events.emit({ type: 'manifest', action: 'existing', reference: formatReference(target), digest: image.manifestDigest, size: image.manifestBytes.length });
+      events.emit({ type: 'manifest', action: 'existing', reference: formatReference(target), digest: image.manifestDigest, size: image.manifestBytes.length });
     } else {
       const blobs: BlobToPush[] = [
         ...image.layers.map((layer) => ({ digest: layer.digest, size: layer.size, source: layer.source })),
         { digest: image.configDigest, size: image.configBytes.length, source: { kind: 'memory' as const, data: image.configBytes } },
       ];
       await runLimited(blobs, this.concurrency, async (blob) => {
-        const outcome = await this.pushBlob(repository, blob, signal);
+        const outcome = await this.pushBlob(repository, blob, signal, events);
         if (outcome === 'pushed') {
           stats.blobsPushed += 1;
           stats.bytesPushed += blob.size;
@@ -82,32 +82,32 @@ export class Publisher {
           stats.blobsSkipped += 1;
         }
       });
-      await this.putManifest(target, image, signal);
+      await this.putManifest(target, image, signal, events);
     }
     // Extra tags only move once the image is complete under the first.
-    await Promise.all(tags.slice(1).map((tag) => this.putManifest({ ...repository, tag }, image, signal)));
+    await Promise.all(tags.slice(1).map((tag) => this.putManifest({ ...repository, tag }, image, signal, events)));
 
     const onlyTag = tags.length === 1 && firstTag !== 'latest' ? `:${firstTag}` : '';
     return { repository, digest: image.manifestDigest, reference: `${name}${onlyTag}@${image.manifestDigest}`, stats };
   }
 
-  private async putManifest(ref: Reference, image: Image, signal?: AbortSignal): Promise<void> {
+  private async putManifest(ref: Reference, image: Image, signal: AbortSignal | undefined, events: EventBus): Promise<void> {
     const digest = await this.client.putManifest(ref, image.manifestBytes, image.manifestMediaType, signal);
     if (digest !== image.manifestDigest) {
       throw new TskoError('REGISTRY_DIGEST', `${formatReference(ref)}: registry stored manifest ${digest}, expected ${image.manifestDigest}`);
     }
-    this.events.emit({ type: 'manifest', action: 'pushed', reference: formatReference(ref), digest, size: image.manifestBytes.length });
+    events.emit({ type: 'manifest', action: 'pushed', reference: formatReference(ref), digest, size: image.manifestBytes.length });
   }
 
-  private pushBlob(repository: Repository, blob: BlobToPush, signal?: AbortSignal): Promise<'pushed' | 'skipped'> {
+  private pushBlob(repository: Repository, blob: BlobToPush, signal: AbortSignal | undefined, events: EventBus): Promise<'pushed' | 'skipped'> {
     const key = `${repository.registry}/${repository.repository}@${blob.digest}`;
     if (this.known.has(key)) {
-      this.emitBlob('known', repository, blob);
+      emitBlob(events, 'known', repository, blob);
       return Promise.resolve('skipped');
     }
     let pending = this.inflight.get(key);
     if (!pending) {
-      pending = this.pushBlobOnce(repository, blob, signal).then(
+      pending = this.pushBlobOnce(repository, blob, signal, events).then(
         async (outcome) => {
           this.known.add(key);
           await this.locations.remember(repository.registry, repository.repository, blob.digest);
@@ -124,9 +124,9 @@ export class Publisher {
     return pending;
   }
 
-  private async pushBlobOnce(repository: Repository, blob: BlobToPush, signal?: AbortSignal): Promise<'pushed' | 'skipped'> {
+  private async pushBlobOnce(repository: Repository, blob: BlobToPush, signal: AbortSignal | undefined, events: EventBus): Promise<'pushed' | 'skipped'> {
     if (await this.client.headBlob(repository, blob.digest, signal)) {
-      this.emitBlob('existing', repository, blob);
+      emitBlob(events, 'existing', repository, blob);
       return 'skipped';
     }
     // Anything this registry already holds elsewhere is mounted, never sent again.
@@ -136,32 +136,32 @@ export class Publisher {
       if (fromRepository === repository.repository) continue;
       const from: Repository = { registry: repository.registry, repository: fromRepository };
       if (await this.client.mountBlob(repository, blob.digest, from, signal).catch(() => false)) {
-        this.emitBlob('mounted', repository, blob);
+        emitBlob(events, 'mounted', repository, blob);
         return 'skipped';
       }
     }
     const source = blob.source;
     if (source.kind === 'memory') {
       await this.client.uploadBlob(repository, blob.digest, blob.size, () => source.data, signal);
-      this.emitBlob('pushed', repository, blob);
+      emitBlob(events, 'pushed', repository, blob);
       return 'pushed';
     }
     // Another registry (or a mount refused): copy through memory once; later pushes mount it.
     const from: Repository = { registry: source.registry, repository: source.repository };
     const data = await this.client.getBlob(from, blob.digest, signal);
     await this.client.uploadBlob(repository, blob.digest, data.length, () => data, signal);
-    this.emitBlob('copied', repository, blob);
+    emitBlob(events, 'copied', repository, blob);
     return 'pushed';
-  }
-
-  private emitBlob(action: 'existing' | 'known' | 'mounted' | 'pushed' | 'copied', repository: Repository, blob: BlobToPush): void {
-    this.events.emit({ type: 'blob', action, repository: formatReference(repository), digest: blob.digest, size: blob.size });
   }
 
   /** Forget what is known to be in registries (e.g. after the registry was garbage-collected). */
   forgetKnownBlobs(): void {
     this.known.clear();
   }
+}
+
+function emitBlob(events: EventBus, action: 'existing' | 'known' | 'mounted' | 'pushed' | 'copied', repository: Repository, blob: BlobToPush): void {
+  events.emit({ type: 'blob', action, repository: formatReference(repository), digest: blob.digest, size: blob.size });
 }
 
 /** Runs `work` over `items` with at most `limit` at once; the first failure rejects. */
