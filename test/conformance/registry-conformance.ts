@@ -5,8 +5,11 @@
 //
 // The suite binary comes from, in order: $TSKO_CONFORMANCE_BIN (a prebuilt binary), the cache
 // ${XDG_CACHE_HOME:-~/.cache}/tsko-dev/conformance/<version>/, or `go install` from the Go module
-// proxy into that cache. When none of these yields a binary the test is skipped with the reason,
-// unless TSKO_REQUIRE_CONFORMANCE=1, which turns that into a failure (for CI that must run it).
+// proxy into that cache. When none of these yields a binary the run fails with the reason.
+//
+// It is not part of `npm test`: the Go module proxy this project's machines (and CI) reach refuses
+// the suite's module (403 "not available"), so CI cannot build it, and a test that CI would only
+// ever skip is worse than none. Run it with `npm run conformance` where a binary can be had.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -14,8 +17,8 @@ import { mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startRegistryServer } from '../src/registry/server/index.js';
-import { tempDir } from './fixtures/registry/images.js';
+import { startRegistryServer } from '../../src/registry/server/index.js';
+import { tempDir } from '../fixtures/registry/images.js';
 
 /** The suite's module and a pinned pseudo-version (its directory has no release tags of its own). */
 const SUITE_MODULE = 'github.com/opencontainers/distribution-spec/conformance';
@@ -84,9 +87,7 @@ function junitCases(xml: string): CaseResult[] {
 test('the OCI distribution-spec conformance suite passes against the embedded registry', { timeout: BUILD_TIMEOUT_MS + RUN_TIMEOUT_MS + 60_000 }, async (t) => {
   const binary = await suiteBinary();
   if ('reason' in binary) {
-    if (process.env.TSKO_REQUIRE_CONFORMANCE === '1') assert.fail(binary.reason);
-    t.skip(binary.reason);
-    return;
+    assert.fail(binary.reason);
   }
 
   const work = await tempDir(t, 'conformance');
