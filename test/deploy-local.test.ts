@@ -117,6 +117,33 @@ describe('unpack', () => {
     assert.equal(existsSync(join(dir, 'rootfs2/etc/gone')), false);
   });
 
+  it('clears a re-declared lower directory under an opaque one, ignores whiteouts of what is not there, drops setuid', async (t) => {
+    const dir = await makeTempDir('unpack-opaque', t);
+    const lower = await layerOf([
+      { name: 'app/', type: 'directory' },
+      { name: 'app/sub/', type: 'directory' },
+      { name: 'app/sub/old', type: 'file', content: 'old' },
+      { name: 'app/other', type: 'file', content: 'other' },
+    ]);
+    const upper = await layerOf([
+      { name: 'app/', type: 'directory', mode: 0o750 },
+      { name: 'app/sub/', type: 'directory' },
+      { name: 'app/.wh..wh..opq', type: 'file' },
+      { name: 'app/sub/new', type: 'file', content: 'new' },
+      { name: 'nowhere/.wh.thing', type: 'file' },
+      { name: 'nowhere2/.wh..wh..opq', type: 'file' },
+      { name: 'suid', type: 'file', content: '#!/bin/sh\n', mode: 0o4755 },
+    ]);
+    const root = join(dir, 'rootfs');
+    await unpackImage([lower, upper], root, { cacheDir: join(dir, 'cache'), layerBytes: memoryBytes });
+    assert.deepEqual((await readdir(join(root, 'app'))).sort(), ['sub']);
+    assert.deepEqual(await readdir(join(root, 'app/sub')), ['new'], 'the lower app/sub/old is hidden by the opaque app/');
+    assert.equal((await stat(join(root, 'app'))).mode & 0o7777, 0o750);
+    assert.equal(existsSync(join(root, 'nowhere')), false);
+    assert.equal(existsSync(join(root, 'nowhere2')), false);
+    assert.equal((await stat(join(root, 'suid'))).mode & 0o7777, 0o755);
+  });
+
   it('keeps the chain under a changed middle layer, so a kodata edit extracts only kodata and the binary', async (t) => {
     const dir = await makeTempDir('unpack-chains', t);
     const cacheDir = join(dir, 'cache');

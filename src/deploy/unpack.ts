@@ -203,20 +203,29 @@ class LayerApplier {
       return;
     }
     const base = posix.basename(name);
-    const parent = await this.resolveDir(parentOf(name));
     if (base.startsWith('.wh.')) {
       stream.resume();
+      // A whiteout under a directory no lower layer has hides nothing (and creates nothing).
+      const parent = await this.resolveDir(parentOf(name), false);
+      if (parent === undefined) return;
       if (base === '.wh..wh..opq') await this.opaque(parent);
       else await this.whiteout(join2(parent, base.slice('.wh.'.length)));
       return;
     }
+    const parent = (await this.resolveDir(parentOf(name), true)) as string;
     const path = join2(parent, base);
     switch (header.type) {
-      case 'directory':
+      case 'directory': {
         stream.resume();
-        await this.makeDir(path, header.mode);
+        const created = await this.makeDir(path, header.mode);
         this.dirs.set(name, path);
+        // A directory a lower layer had is not this layer's: an opaque parent still clears it.
+        if (!created) {
+          this.markTouched(path);
+          return;
+        }
         break;
+      }
       case 'file':
       case 'contiguous-file':
         await this.writeFile(path, header, stream);
@@ -228,7 +237,8 @@ class LayerApplier {
       case 'link': {
         stream.resume();
         const target = archivePath(header.linkname);
-        const targetPath = join2(await this.resolveDir(parentOf(target)), posix.basename(target));
+        const targetDir = await this.resolveDir(parentOf(target), false);
+        const targetPath = join2(targetDir ?? parentOf(target), posix.basename(target));
         await this.replace(path, (abs) => link(this.abs(targetPath), abs)).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== 'ENOENT') throw err;
           throw new TskoError('DEPLOY', `layer entry ${name} is a hard link to ${target}, which the image does not contain`);
@@ -255,27 +265,38 @@ class LayerApplier {
 
   private markWritten(path: string): void {
     this.fresh.add(path);
-    for (let dir = parentOf(path); dir !== '' && !this.touched.has(dir); dir = parentOf(dir)) this.touched.add(dir);
+    this.markTouched(parentOf(path));
   }
 
-  /** Where an archive directory really is, creating missing ones (mode 0755, as tar does). */
-  private async resolveDir(dir: string): Promise<string> {
+  private markTouched(path: string): void {
+    for (let dir = path; dir !== '' && !this.touched.has(dir); dir = parentOf(dir)) this.touched.add(dir);
+  }
+
+  /**
+   * Where an archive directory really is. Missing ones are created (mode 0755, as tar does) when
+   * `create`, else the answer is undefined.
+   */
+  private async resolveDir(dir: string, create: true): Promise<string>;
+  private async resolveDir(dir: string, create: boolean): Promise<string | undefined>;
+  private async resolveDir(dir: string, create: boolean): Promise<string | undefined> {
     const known = this.dirs.get(dir);
     if (known !== undefined) return known;
-    const parent = await this.resolveDir(parentOf(dir));
-    const real = await this.step(parent, posix.basename(dir), 0);
-    this.dirs.set(dir, real);
+    const parent = await this.resolveDir(parentOf(dir), create);
+    if (parent === undefined) return undefined;
+    const real = await this.step(parent, posix.basename(dir), 0, create);
+    if (real !== undefined) this.dirs.set(dir, real);
     return real;
   }
 
   /** One path component below `parent` (already real), following a symlink inside the rootfs. */
-  private async step(parent: string, base: string, hops: number): Promise<string> {
+  private async step(parent: string, base: string, hops: number, create: boolean): Promise<string | undefined> {
     const path = join2(parent, base);
     const info = await lstat(this.abs(path)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return undefined;
       throw err;
     });
     if (info === undefined) {
+      if (!create) return undefined;
       await mkdir(this.abs(path), { mode: 0o755 });
       this.markWritten(path);
       return path;
@@ -284,27 +305,33 @@ class LayerApplier {
     if (!info.isSymbolicLink()) throw new TskoError('DEPLOY', `a layer puts files under /${path}, which is not a directory`);
     if (hops >= MAX_SYMLINK_HOPS) throw new TskoError('DEPLOY', `too many levels of symbolic links at /${path}`);
     const target = await readlink(this.abs(path));
-    let current = target.startsWith('/') ? '' : parent;
+    let current: string | undefined = target.startsWith('/') ? '' : parent;
     for (const part of target.split('/')) {
       if (part === '' || part === '.') continue;
       if (part === '..') current = parentOf(current);
-      else current = await this.step(current, part, hops + 1);
+      else current = await this.step(current, part, hops + 1, create);
+      if (current === undefined) return undefined;
     }
     return current;
   }
 
-  private async makeDir(path: string, mode: number): Promise<void> {
+  /** Resolves true when the directory is new, false when a lower layer had it. */
+  private async makeDir(path: string, mode: number): Promise<boolean> {
+    let created = true;
     try {
       await mkdir(this.abs(path), { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const info = await lstat(this.abs(path));
-      if (!info.isDirectory()) {
+      if (info.isDirectory()) {
+        created = false;
+      } else {
         await this.remove(path);
         await mkdir(this.abs(path), { mode: 0o700 });
       }
     }
     this.dirModes.set(path, mode);
+    return created;
   }
 
   private async writeFile(path: string, header: EntryHeader, stream: EntryStream): Promise<void> {
@@ -316,8 +343,9 @@ class LayerApplier {
     });
     try {
       for await (const chunk of stream) await handle.write(chunk as Uint8Array);
-      // Explicitly, since open() applies the umask and would drop group/other bits.
-      await handle.chmod(header.mode & 0o7777);
+      // Explicitly, since open() applies the umask and would drop group/other bits. Not setuid
+      // or setgid: the revision runs as the user running tsko, so they would only be a hazard.
+      await handle.chmod(header.mode & 0o1777);
       await handle.utimes(header.mtime, header.mtime);
     } finally {
       await handle.close();
