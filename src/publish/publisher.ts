@@ -3,7 +3,7 @@
 // then per blob: remembered as present, HEAD, cross-repo mount for base layers in the same
 // registry, a copy for base layers from another registry, or an upload from memory. Blobs go
 // before the manifest, so no tag ever points at an incomplete image.
-import { TskoError } from '../errors.js';
+import { TskoError, isAbortError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { Image, Layer } from '../image/types.js';
 import type { RegistryClient } from '../registry/client.js';
@@ -135,7 +135,7 @@ export class Publisher {
     for (const fromRepository of new Set(sources)) {
       if (fromRepository === repository.repository) continue;
       const from: Repository = { registry: repository.registry, repository: fromRepository };
-      if (await this.client.mountBlob(repository, blob.digest, from, signal).catch(() => false)) {
+      if (await this.client.mountBlob(repository, blob.digest, from, signal).catch(mountRefused)) {
         emitBlob(events, 'mounted', repository, blob);
         return 'skipped';
       }
@@ -158,6 +158,12 @@ export class Publisher {
   forgetKnownBlobs(): void {
     this.known.clear();
   }
+}
+
+/** A refused mount falls back to an upload (as ggcr does); an abort or an auth failure does not. */
+function mountRefused(err: unknown): false {
+  if (isAbortError(err) || (err instanceof TskoError && (err.code === 'REGISTRY_AUTH' || err.code === 'REGISTRY_UNREACHABLE'))) throw err;
+  return false;
 }
 
 function emitBlob(events: EventBus, action: 'existing' | 'known' | 'mounted' | 'pushed' | 'copied', repository: Repository, blob: BlobToPush): void {
