@@ -55,7 +55,7 @@ export function registerDevCommand(program: Command): void {
     .option('--bare', 'use KO_DOCKER_REPO as the image name')
     .option('-B, --base-import-paths', "name images KO_DOCKER_REPO/<import path's last element>")
     .option('-P, --preserve-import-paths', 'name images KO_DOCKER_REPO/<full import path>')
-    .addOption(new Option('--debounce <ms>', 'quiet time after a save before building').argParser(positiveInt('--debounce')).default(10).hideHelp())
+    .addOption(new Option('--debounce <ms>', 'quiet time after a save before building').argParser(positiveInt('--debounce')).default(20).hideHelp())
     .action(async (targets: string[], flags: DevFlags) => {
       await runDev(targets, flags, Boolean(program.opts().verbose));
     });
