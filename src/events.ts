@@ -64,6 +64,11 @@ export type TskoEvent =
       error?: ErrorInfo;
     })
   | (Base & { type: 'revision.log'; revision: string; stream: 'stdout' | 'stderr'; line: string })
+  /**
+   * Watching paused or resumed (the dashboard's `p` key). While paused, saves are queued, not
+   * built: each queued save re-emits this with the service and the files it is waiting on.
+   */
+  | (Base & { type: 'watch'; paused: boolean; queued?: string[] })
   | (Base & { type: 'error'; error: ErrorInfo });
 
 export type TskoEventType = TskoEvent['type'];

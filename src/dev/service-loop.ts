@@ -52,6 +52,8 @@ export class ServiceLoop {
   /** What the deployed revision runs (see runtimeIdentity). */
   private deployedIdentity: string | undefined;
   private closed = false;
+  /** While paused, saves are collected but not built (the dashboard's `p` key). */
+  private paused = false;
   /** Resolves after every iteration ends; the session recomputes the watch scope then. */
   onIterationEnd: (outcome: IterationOutcome) => void = () => {};
 
@@ -82,13 +84,39 @@ export class ServiceLoop {
     if (this.closed) return;
     for (const file of files) this.pendingFiles.add(file);
     this.firstChangeAt ??= at;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.start(), this.options.debounceMs);
+    if (this.paused) {
+      this.options.events.emit({ type: 'watch', service: this.name, paused: true, queued: [...this.pendingFiles] });
+      return;
+    }
+    this.schedule();
   }
 
-  /** Build now (first iteration, the `r` key, a config change). */
+  /** Build now (first iteration, the `r` key, a config change), even while paused. */
   rebuild(reason: string): void {
-    this.changed([reason], performance.now());
+    if (this.closed) return;
+    this.pendingFiles.add(reason);
+    this.firstChangeAt ??= performance.now();
+    this.schedule();
+  }
+
+  /**
+   * Pause or resume reacting to saves. Pausing never stops a running iteration; the saves that
+   * arrive meanwhile are kept, and resuming builds them as one change (the latest state of the
+   * files is what gets built, so nothing is lost by waiting).
+   */
+  setPaused(paused: boolean): void {
+    if (this.paused === paused) return;
+    this.paused = paused;
+    if (!paused && this.pendingFiles.size > 0 && !this.timer && !this.closed) this.schedule();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.start(), this.options.debounceMs);
   }
 
   private start(): void {

@@ -38,8 +38,11 @@ export interface DevSessionOptions {
 
 export interface DevSession {
   services: ServiceLoop[];
-  /** Rebuild every service now (the `r` key). */
+  /** Rebuild every service now (the `r` key), paused or not. */
   rebuildAll(reason: string): void;
+  /** Stop or restart building on saves (the `p` key); saves made while paused are built on resume. */
+  setPaused(paused: boolean): void;
+  readonly paused: boolean;
   /** Resolves when nothing is running or scheduled. */
   idle(): Promise<void>;
   close(): Promise<void>;
@@ -58,6 +61,7 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
   const targets: Target[] = [];
   let watcher: ScopeWatcher | undefined;
   let closed = false;
+  let paused = false;
 
   const close = async () => {
     if (closed) return;
@@ -166,6 +170,15 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
   return {
     services: watched.map((w) => w.loop),
     rebuildAll: (reason) => watched.forEach((w) => w.loop.rebuild(reason)),
+    setPaused(value) {
+      if (value === paused || closed) return;
+      paused = value;
+      for (const { loop } of watched) loop.setPaused(value);
+      events.emit({ type: 'watch', paused: value });
+    },
+    get paused() {
+      return paused;
+    },
     idle: async () => {
       await Promise.all(watched.map((w) => w.loop.idle()));
     },
