@@ -126,14 +126,23 @@ class LocalTargetImpl implements LocalTarget {
       await untilAborted(turn, request.signal);
       return this.deployNow(request);
     })();
-    // The next deploy waits for this one and the one before it, however this one ends.
-    this.queue = Promise.allSettled([turn, run]);
+    // The next deploy waits for this one and the one before it, however this one ends. The
+    // results are dropped: a chain of settled results would keep every earlier one alive.
+    this.queue = Promise.allSettled([turn, run]).then(() => undefined);
     return run;
   }
 
   private async deployNow(request: DeployRequest): Promise<DeployResult> {
+    const linked = linkedSignal([request.signal, this.closer.signal]);
+    try {
+      return await this.deployWith(request, linked.signal);
+    } finally {
+      linked.dispose();
+    }
+  }
+
+  private async deployWith(request: DeployRequest, signal: AbortSignal): Promise<DeployResult> {
     const { service, iteration, events, image } = request;
-    const signal = AbortSignal.any([request.signal, this.closer.signal]);
     if (signal.aborted) throw aborted(`deploy of ${service} iteration ${iteration} aborted`, signal);
     const newest = this.newest.get(service);
     if (newest !== undefined && iteration < newest) {
@@ -244,6 +253,25 @@ class LocalTargetImpl implements LocalTarget {
 
 function aborted(message: string, signal: AbortSignal): TskoError {
   return new TskoError('ABORTED', message, { cause: signal.reason });
+}
+
+/**
+ * A signal that aborts when any of `signals` does. Unlike AbortSignal.any, it detaches from the
+ * long-lived ones (the target's close signal) when disposed, so no per-deploy entry stays behind.
+ */
+function linkedSignal(signals: readonly AbortSignal[]): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const detach: Array<() => void> = [];
+  for (const source of signals) {
+    if (source.aborted) {
+      controller.abort(source.reason);
+      break;
+    }
+    const onAbort = () => controller.abort(source.reason);
+    source.addEventListener('abort', onAbort, { once: true });
+    detach.push(() => source.removeEventListener('abort', onAbort));
+  }
+  return { signal: controller.signal, dispose: () => detach.forEach((fn) => fn()) };
 }
 
 /** Waits for `promise` to settle, or rejects with ABORTED as soon as `signal` aborts. */
