@@ -111,16 +111,31 @@ export function keyValues(entries: string[], flag: string): Record<string, strin
   return out;
 }
 
-/** --platform, else the config's defaultPlatforms, else GOOS/GOARCH, else linux/amd64 (as ko). */
-export function resolvePlatforms(flags: BuildFlags, config: ResolvedConfig): Platform[] {
+/**
+ * --platform, else the config's defaultPlatforms, else GOOS/GOARCH, else linux/amd64 (as ko);
+ * `all` stands alone and means every platform of the base image's index.
+ */
+export function platformRequest(flags: Pick<BuildFlags, 'platform'>, config: ResolvedConfig): Platform[] | 'all' {
   const requested = flags.platform.length > 0 ? flags.platform : [...config.defaultPlatforms];
   if (requested.includes('all')) {
-    throw new TskoError('PLATFORM', '--platform all is not supported yet; list the platforms');
+    if (requested.length > 1) throw new TskoError('PLATFORM', `--platform all cannot be combined with other platforms (got ${requested.join(',')})`);
+    const { GOOS, GOARCH, GOARM } = config.env;
+    if (GOOS || GOARCH || GOARM) {
+      throw new TskoError('PLATFORM', '--platform all cannot be combined with GOOS/GOARCH/GOARM in the environment', { hint: 'unset them, or list the platforms' });
+    }
+    return 'all';
   }
   if (requested.length > 0) return requested.map(parsePlatform);
   const { GOOS, GOARCH, GOARM } = config.env;
   if (GOOS && GOARCH) return [parsePlatform(`${GOOS}/${GOARCH}${GOARM ? `/v${GOARM}` : ''}`)];
   return [DEFAULT_PLATFORM];
+}
+
+/** Like platformRequest, for commands that build a list of platforms they know up front (dev, deploy). */
+export function resolvePlatforms(flags: BuildFlags, config: ResolvedConfig): Platform[] {
+  const request = platformRequest(flags, config);
+  if (request === 'all') throw new TskoError('PLATFORM', '--platform all is not supported by this command; list the platforms');
+  return request;
 }
 
 export function tagOnlyCheck(flags: BuildFlags): void {

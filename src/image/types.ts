@@ -97,8 +97,10 @@ export interface Image {
 export interface BaseImage {
   /** The reference as configured (`cgr.dev/chainguard/static:latest`, `builtin://static`). */
   name: string;
-  /** Digest of the manifest (or of the index, when the base is multi-platform), for annotations. */
+  /** Digest of this platform's manifest, for the image's base.digest annotation. */
   digest: Digest;
+  /** Digest of the index the manifest was picked from, when the base is multi-platform (the index's annotation). */
+  indexDigest?: Digest;
   manifestMediaType: string;
   config: ImageConfigJson;
   layers: Layer[];

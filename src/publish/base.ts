@@ -109,6 +109,7 @@ export class BaseResolver {
     return {
       name,
       digest: manifest.digest,
+      ...(manifest !== top ? { indexDigest: top.digest } : {}),
       manifestMediaType: manifest.mediaType,
       config,
       layers: parsed.layers.map((layer, i) => ({

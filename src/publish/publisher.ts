@@ -5,6 +5,8 @@
 // before the manifest, so no tag ever points at an incomplete image.
 import { TskoError, isAbortError } from '../errors.js';
 import type { EventBus } from '../events.js';
+import type { Artifact } from '../image/artifact.js';
+import type { ImageIndex } from '../image/index.js';
 import type { Image, Layer } from '../image/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatReference, type Reference, type Repository } from '../registry/reference.js';
@@ -23,6 +25,18 @@ export interface Published {
   /** What ko prints: name@sha256:…, or name:tag@sha256:… when the only tag is not latest. */
   reference: string;
   stats: PublishStats;
+}
+
+export interface PublishedIndex extends Published {
+  /** Each platform's image, pushed by digest before the index, in the index's order. */
+  children: Published[];
+}
+
+/** Manifest bytes as they go to the registry (an image, an index or an artifact). */
+interface ManifestToPut {
+  bytes: Buffer;
+  mediaType: string;
+  digest: string;
 }
 
 export interface PublisherOptions {
@@ -82,21 +96,85 @@ export class Publisher {
           stats.blobsSkipped += 1;
         }
       });
-      await this.putManifest(target, image, signal, events);
+      await this.putManifest(target, imageManifest(image), signal, events);
     }
     // Extra tags only move once the image is complete under the first.
-    await Promise.all(tags.slice(1).map((tag) => this.putManifest({ ...repository, tag }, image, signal, events)));
+    await Promise.all(tags.slice(1).map((tag) => this.putManifest({ ...repository, tag }, imageManifest(image), signal, events)));
 
-    const onlyTag = tags.length === 1 && firstTag !== 'latest' ? `:${firstTag}` : '';
-    return { repository, digest: image.manifestDigest, reference: `${name}${onlyTag}@${image.manifestDigest}`, stats };
+    return { repository, digest: image.manifestDigest, reference: printedReference(name, tags, image.manifestDigest), stats };
   }
 
-  private async putManifest(ref: Reference, image: Image, signal: AbortSignal | undefined, events: EventBus): Promise<void> {
-    const digest = await this.client.putManifest(ref, image.manifestBytes, image.manifestMediaType, signal);
-    if (digest !== image.manifestDigest) {
-      throw new TskoError('REGISTRY_DIGEST', `${formatReference(ref)}: registry stored manifest ${digest}, expected ${image.manifestDigest}`);
+  /**
+   * A multi-platform image: every child by digest (blobs first, in parallel), then the index under
+   * the first tag, then the other tags — so a tag never names an index whose children are missing.
+   * A HEAD on the first tag that already answers the index's digest skips everything.
+   */
+  async publishIndex(index: ImageIndex, repository: Repository, tags: readonly string[], signal?: AbortSignal, events: EventBus = this.events): Promise<PublishedIndex> {
+    const name = formatReference(repository);
+    const firstTag = tags[0];
+    const target: Reference = firstTag ? { ...repository, tag: firstTag } : { ...repository, digest: index.digest };
+    const manifest: ManifestToPut = { bytes: index.bytes, mediaType: index.mediaType, digest: index.digest };
+    const stats: PublishStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
+    let children: Published[];
+
+    const existing = await this.client.headManifest(target, signal);
+    if (existing?.digest === index.digest) {
+      stats.manifestExisted = true;
+      stats.blobsSkipped = index.children.length;
+      events.emit({ type: 'manifest', action: 'existing', reference: formatReference(target), digest: index.digest, size: index.bytes.length });
+      children = index.children.map((child) => ({
+        repository,
+        digest: child.manifestDigest,
+        reference: `${name}@${child.manifestDigest}`,
+        stats: { blobsPushed: 0, blobsSkipped: child.layers.length + 1, bytesPushed: 0, manifestExisted: true },
+      }));
+    } else {
+      children = await Promise.all(index.children.map((child) => this.publish(child, repository, [], signal, events)));
+      for (const child of children) {
+        stats.blobsPushed += child.stats.blobsPushed;
+        stats.blobsSkipped += child.stats.blobsSkipped;
+        stats.bytesPushed += child.stats.bytesPushed;
+      }
+      await this.putManifest(target, manifest, signal, events);
     }
-    events.emit({ type: 'manifest', action: 'pushed', reference: formatReference(ref), digest, size: image.manifestBytes.length });
+    await Promise.all(tags.slice(1).map((tag) => this.putManifest({ ...repository, tag }, manifest, signal, events)));
+    return { repository, digest: index.digest, reference: printedReference(name, tags, index.digest), stats, children };
+  }
+
+  /**
+   * An artifact (an SBOM) under a tag: its blobs, then its manifest. The manifest names its
+   * subject, so a registry with the referrers API also lists it there; the tag is the fallback
+   * every registry understands.
+   */
+  async publishArtifact(artifact: Artifact, repository: Repository, tag: string, signal?: AbortSignal, events: EventBus = this.events): Promise<Published> {
+    const stats: PublishStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
+    const target: Reference = { ...repository, tag };
+    const existing = await this.client.headManifest(target, signal);
+    if (existing?.digest === artifact.digest) {
+      stats.manifestExisted = true;
+      stats.blobsSkipped = artifact.blobs.length;
+      events.emit({ type: 'manifest', action: 'existing', reference: formatReference(target), digest: artifact.digest, size: artifact.bytes.length });
+    } else {
+      for (const blob of artifact.blobs) {
+        const outcome = await this.pushBlob(repository, { digest: blob.digest, size: blob.data.length, source: { kind: 'memory', data: blob.data } }, signal, events);
+        if (outcome === 'pushed') {
+          stats.blobsPushed += 1;
+          stats.bytesPushed += blob.data.length;
+        } else {
+          stats.blobsSkipped += 1;
+        }
+      }
+      await this.putManifest(target, { bytes: artifact.bytes, mediaType: artifact.mediaType, digest: artifact.digest }, signal, events);
+    }
+    return { repository, digest: artifact.digest, reference: `${formatReference(target)}@${artifact.digest}`, stats };
+  }
+
+  private async putManifest(ref: Reference, manifest: ManifestToPut, signal: AbortSignal | undefined, events: EventBus): Promise<void> {
+    const digest = await this.client.putManifest(ref, manifest.bytes, manifest.mediaType, signal);
+    if (digest !== manifest.digest) {
+      throw new TskoError('REGISTRY_DIGEST', `${formatReference(ref)}: registry stored manifest ${digest}, expected ${manifest.digest}`);
+    }
+    events.emit({ type: 'manifest', action: 'pushed', reference: formatReference(ref), digest, size: manifest.bytes.length });
   }
 
   private pushBlob(repository: Repository, blob: BlobToPush, signal: AbortSignal | undefined, events: EventBus): Promise<'pushed' | 'skipped'> {
@@ -158,6 +236,16 @@ export class Publisher {
   forgetKnownBlobs(): void {
     this.known.clear();
   }
+}
+
+function imageManifest(image: Image): ManifestToPut {
+  return { bytes: image.manifestBytes, mediaType: image.manifestMediaType, digest: image.manifestDigest };
+}
+
+/** What ko prints: name@sha256:…, or name:tag@sha256:… when the only tag is not latest. */
+function printedReference(name: string, tags: readonly string[], digest: string): string {
+  const onlyTag = tags.length === 1 && tags[0] !== 'latest' ? `:${tags[0]}` : '';
+  return `${name}${onlyTag}@${digest}`;
 }
 
 /** A refused mount falls back to an upload (as ggcr does); an abort or an auth failure does not. */
