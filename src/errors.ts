@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'REGISTRY_SERVE'
   | 'OUTPUT'
   | 'DEPLOY'
+  | 'KUBE'
+  | 'CLOUDRUN'
   | 'ABORTED'
   | 'INTERNAL';
 

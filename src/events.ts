@@ -69,6 +69,8 @@ export type TskoEvent =
    * built: each queued save re-emits this with the service and the files it is waiting on.
    */
   | (Base & { type: 'watch'; paused: boolean; queued?: string[] })
+  /** A remote rollout's progress (kubectl's and gcloud's status lines), for the dashboard. */
+  | (Base & { type: 'rollout'; target: 'kubernetes' | 'cloudrun'; message: string })
   | (Base & { type: 'error'; error: ErrorInfo });
 
 export type TskoEventType = TskoEvent['type'];

@@ -23,6 +23,32 @@ export interface DevServiceConfig {
   port?: number;
 }
 
+/** Where `--target kubernetes` rolls revisions out; flags win over these. */
+export interface KubernetesTargetConfig {
+  /** kubeconfig context (default: its current-context). */
+  context?: string;
+  /** Namespace (default: the context's, else `default`). */
+  namespace?: string;
+  /** The Deployment whose container image each deploy patches (default: the service name). */
+  deployment?: string;
+  /** The container to patch, needed when the Deployment has several. */
+  container?: string;
+  /** Instead of patching: YAML files with ko:// references, resolved and server-side applied each time. */
+  manifests?: string[];
+  /** Seconds to wait for a rollout (default 300). */
+  timeout?: number;
+}
+
+/** Where `--target cloudrun` rolls revisions out; flags win over these. */
+export interface CloudRunTargetConfig {
+  project?: string;
+  region?: string;
+  /** The Cloud Run service (default: the service name). */
+  service?: string;
+  /** Seconds to wait for a revision to get ready (default 300). */
+  timeout?: number;
+}
+
 /** Reserved for `tsko dev`; read by the dev loop. */
 export interface DevConfig {
   services?: Array<string | DevServiceConfig>;
@@ -30,6 +56,8 @@ export interface DevConfig {
   port?: number;
   /** Images kept per repository in the embedded registry during a dev session. */
   keepImages?: number;
+  kubernetes?: KubernetesTargetConfig;
+  cloudrun?: CloudRunTargetConfig;
   [key: string]: unknown;
 }
 

@@ -23,6 +23,7 @@ const isStringMap: Check = (v, p) => {
   for (const [key, item] of Object.entries(v)) if (typeof item !== 'string') return `${p}.${key} must be a string`;
   return undefined;
 };
+const isPositiveNumber: Check = (v, p) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? undefined : `${p} must be a positive number`);
 const isPort: Check = (v, p) => (Number.isInteger(v) && (v as number) > 0 && (v as number) < 65536 ? undefined : `${p} must be a port number`);
 
 function objectOf(fields: Record<string, Check>, required: string[] = [], open = false): Check {
@@ -68,9 +69,18 @@ const devCheck = objectOf(
     target: (v, p) => (v === 'local' || v === 'kubernetes' || v === 'cloudrun' ? undefined : `${p} must be local, kubernetes or cloudrun`),
     port: isPort,
     keepImages: (v, p) => (Number.isInteger(v) && (v as number) > 0 ? undefined : `${p} must be a positive whole number`),
+    kubernetes: objectOf({
+      context: isString,
+      namespace: isString,
+      deployment: isString,
+      container: isString,
+      manifests: isStringList,
+      timeout: isPositiveNumber,
+    }),
+    cloudrun: objectOf({ project: isString, region: isString, service: isString, timeout: isPositiveNumber }),
   },
   [],
-  true, // the dev loop's later sections (kubernetes, cloudrun) validate themselves
+  true, // later dev-loop sections validate themselves
 );
 
 const configCheck = objectOf({

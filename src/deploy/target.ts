@@ -12,6 +12,8 @@ export interface DeployRequest {
   iteration: number;
   /** The pushed image by digest: `registry/repo@sha256:…`. */
   reference: string;
+  /** The Go import path the image was built from (resolves `ko://` references in manifests). */
+  importPath?: string;
   /** The image value itself, so a local target need not pull what it just built. */
   image: Image;
   /** Reads a layer's compressed bytes (from memory, or from the registry it lives in). */

@@ -177,7 +177,7 @@ export class ServiceLoop {
       events.emit({ type: 'stage.start', stage: 'deploy' });
       const deployStarted = performance.now();
       const deployed = await this.options.target
-        .deploy({ service: this.name, iteration, reference, image: built.image, layerBytes, events, signal })
+        .deploy({ service: this.name, iteration, reference, importPath: built.importPath, image: built.image, layerBytes, events, signal })
         .finally(() => events.emit({ type: 'stage.end', stage: 'deploy', ms: performance.now() - deployStarted, ok: !signal.aborted }));
       revision = deployed.revision;
       url = deployed.url;
