@@ -28,6 +28,7 @@ interface DevFlags {
   baseImportPaths?: boolean;
   preserveImportPaths?: boolean;
   debounce: number;
+  readyTimeout?: number;
 }
 
 const SHUTDOWN_DEADLINE_MS = 2000;
@@ -55,6 +56,7 @@ export function registerDevCommand(program: Command): void {
     .option('--bare', 'use KO_DOCKER_REPO as the image name')
     .option('-B, --base-import-paths', "name images KO_DOCKER_REPO/<import path's last element>")
     .option('-P, --preserve-import-paths', 'name images KO_DOCKER_REPO/<full import path>')
+    .addOption(new Option('--ready-timeout <ms>', 'how long a new local revision has to answer on PORT (default 10000)').argParser(positiveInt('--ready-timeout')))
     .addOption(new Option('--debounce <ms>', 'quiet time after a save before building').argParser(positiveInt('--debounce')).default(20).hideHelp())
     .action(async (targets: string[], flags: DevFlags) => {
       await runDev(targets, flags, Boolean(program.opts().verbose));
@@ -116,7 +118,12 @@ async function runDev(targets: string[], flags: DevFlags, verbose: boolean): Pro
       pipelineOptions: { insecureRegistry: Boolean(flags.insecureRegistry) },
       debounceMs: flags.debounce,
       makeTarget: (service, request, index) =>
-        createLocalTarget({ port: request.port ?? basePort + index, workDir: join(config.cacheDir, 'dev', service), events }),
+        createLocalTarget({
+          port: request.port ?? basePort + index,
+          workDir: join(config.cacheDir, 'dev', service),
+          events,
+          ...(flags.readyTimeout !== undefined ? { readyTimeoutMs: flags.readyTimeout } : {}),
+        }),
       ...(repo.embedded
         ? {
             afterPush: async (repository) => {

@@ -2,6 +2,7 @@
 // one pipeline (registry client, base cache, known blobs) for the whole run, watches exactly what
 // each service's build reads, routes every save to the services it concerns, and re-resolves the
 // config when its file changes.
+import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { resolveConfig, type InlineConfig, type ResolvedConfig } from '../config/resolve.js';
 import { TskoError, toTskoError } from '../errors.js';
@@ -96,12 +97,16 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
 
     const refreshScope = async (entry: Watched) => {
       try {
-        entry.scope = await computeScope(entry.loop.importPath, entry.loop.mainDir, {
+        const next = await computeScope(entry.loop.importPath, entry.loop.mainDir, {
           goBinary: config.goBinary,
           cwd: entry.loop.goCwd,
           env: { ...config.env },
           extraFiles: config.dependencies,
         });
+        // A package dir that was deleted drops out of `go list`, but re-creating it must still
+        // trigger a build: keep watching dirs that vanished.
+        for (const dir of entry.scope.dirs) if (!next.dirs.has(dir) && !existsSync(dir)) next.dirs.add(dir);
+        entry.scope = next;
       } catch (err) {
         // A go.mod that does not parse mid-edit: keep the old scope and keep watching.
         const e = toTskoError(err);
@@ -151,6 +156,8 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
       }
       for (const entry of watched) {
         const dirEvent = (change.kind === 'addDir' || change.kind === 'unlinkDir') && (entry.scope.dirs.has(change.path) || entry.scope.trees.has(change.path));
+        // A re-created dir is a new inode: watch it afresh so the files written into it are seen.
+        if (dirEvent && change.kind === 'addDir') watcher?.rewatch(change.path);
         if (dirEvent || scopeContains(entry.scope, change.path)) entry.loop.changed([change.path], change.at);
       }
     };

@@ -48,6 +48,15 @@ export class ScopeWatcher {
     this.deepPaths = sync(this.deep, this.deepPaths, new Set(trees));
   }
 
+  /** Watch a path again from scratch (a directory that was deleted and re-created). */
+  rewatch(path: string): void {
+    for (const [watcher, paths] of [[this.shallow, this.shallowPaths], [this.deep, this.deepPaths]] as const) {
+      if (!paths.has(path)) continue;
+      watcher.unwatch(path);
+      watcher.add(path);
+    }
+  }
+
   async close(): Promise<void> {
     await Promise.all([this.shallow.close(), this.deep.close()]);
   }

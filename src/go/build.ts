@@ -52,18 +52,27 @@ export async function goBuild(options: GoBuildOptions): Promise<void> {
   if (result.exitCode !== 0) {
     const issues = parseCompileIssues(result.stderr, options.cwd);
     const first = issues[0];
-    const where = first ? `: ${first.file}:${first.line}${first.column ? `:${first.column}` : ''}: ${first.message}` : '';
+    const where = first
+      ? `: ${first.file}:${first.line}${first.column ? `:${first.column}` : ''}: ${first.message}`
+      : firstMeaningfulLine(result.stderr);
     throw new TskoError('GO_BUILD', `go build failed for ${options.importPath} (${formatPlatform(options.platform)})${where}`, {
       detail: result.stderr.trim(),
     });
   }
 }
 
+/** Without a file:line issue (a broken go.mod, a missing module), the go command's own words. */
+function firstMeaningfulLine(stderr: string): string {
+  const lines = stderr.split('\n').map((line) => line.trim()).filter((line) => line && !line.startsWith('#'));
+  const line = lines.find((l) => /go\.(mod|sum|work)/.test(l) && /:\d+:/.test(l)) ?? lines[0];
+  return line ? `: ${line.replace(/^go: /, '')}` : '';
+}
+
 /** file:line[:col]: message lines from the compiler, with paths as go printed them. */
 export function parseCompileIssues(stderr: string, _cwd: string): CompileIssue[] {
   const issues: CompileIssue[] = [];
   for (const line of stderr.split('\n')) {
-    const match = /^(\S+\.go):(\d+)(?::(\d+))?: (.+)$/.exec(line.trim());
+    const match = /^(\S+\.(?:go|mod|work)):(\d+)(?::(\d+))?: (.+)$/.exec(line.trim());
     if (!match) continue;
     const [, file = '', lineNo = '0', column, message = ''] = match;
     issues.push({ file, line: Number(lineNo), ...(column ? { column: Number(column) } : {}), message });
