@@ -1,0 +1,201 @@
+// A small Kubernetes REST client over undici: the kubeconfig's credentials and TLS settings come
+// from @kubernetes/client-node (applySecurityAuthentication, so exec plugins, tokens, client
+// certs and proxies all work as the library implements them); requests, errors and the abort
+// signal are ours, so every failure becomes one line that names the cluster, the user and the
+// object. A 401 reloads the kubeconfig once (an exec plugin runs again, a rotated token file is
+// read again) before it is reported.
+import { request, type Dispatcher } from 'undici';
+import { TskoError } from '../errors.js';
+import { loadClientNode, loadKubeConnection, type KubeConfigOptions, type KubeConnection } from './kube-config.js';
+
+export interface KubeRequest {
+  method: 'GET' | 'PATCH' | 'POST' | 'PUT' | 'DELETE';
+  path: string;
+  query?: Record<string, string | undefined>;
+  body?: string;
+  contentType?: string;
+  accept?: string;
+  signal?: AbortSignal;
+}
+
+/** A non-2xx answer from the API server, with its metav1.Status reason. */
+export class KubeApiError extends TskoError {
+  readonly status: number;
+  readonly reason: string | undefined;
+  constructor(status: number, reason: string | undefined, message: string, hint?: string) {
+    super('KUBE', message, hint === undefined ? {} : { hint });
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
+interface Status {
+  kind?: string;
+  message?: string;
+  reason?: string;
+  code?: number;
+}
+
+const REQUEST_TIMEOUT_MS = 30_000;
+const MAX_BODY = 8 * 1024 * 1024;
+
+export class KubeClient {
+  private connection: KubeConnection | undefined;
+  private dispatcher: Dispatcher | undefined;
+  private readonly options: KubeConfigOptions;
+
+  constructor(options: KubeConfigOptions) {
+    this.options = options;
+  }
+
+  /** Loads the kubeconfig (once; again after a failure or a 401). */
+  async connect(): Promise<KubeConnection> {
+    this.connection ??= await loadKubeConnection(this.options);
+    return this.connection;
+  }
+
+  /** Forgets the credentials: the next request reads the kubeconfig and runs exec plugins again. */
+  async reset(): Promise<void> {
+    this.connection = undefined;
+    const old = this.dispatcher;
+    this.dispatcher = undefined;
+    await old?.close().catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.reset();
+  }
+
+  /** Sends a request and parses a JSON answer. */
+  async json<T>(req: KubeRequest): Promise<T> {
+    const text = await this.text(req);
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new TskoError('KUBE', `${req.method} ${req.path}: the API server answered with something that is not JSON`);
+    }
+  }
+
+  async text(req: KubeRequest): Promise<string> {
+    for (let attempt = 1; ; attempt++) {
+      const connection = await this.connect();
+      const { status, body } = await this.send(connection, req);
+      if (status >= 200 && status < 300) return body;
+      if (status === 401 && attempt === 1) {
+        // An expired token: read the kubeconfig and run its exec plugin again, once.
+        await this.reset();
+        continue;
+      }
+      throw apiError(connection, req, status, body);
+    }
+  }
+
+  private async send(connection: KubeConnection, req: KubeRequest): Promise<{ status: number; body: string }> {
+    const url = new URL(connection.server + req.path);
+    for (const [key, value] of Object.entries(req.query ?? {})) if (value !== undefined) url.searchParams.set(key, value);
+    const headers: Record<string, string> = { accept: req.accept ?? 'application/json', 'user-agent': 'tsko' };
+    if (req.contentType) headers['content-type'] = req.contentType;
+    let dispatcher = this.dispatcher;
+    // Like kubectl, send no credentials over plain http (kubernetes/kubectl#744).
+    if (url.protocol === 'https:') {
+      const auth = await this.authenticate(connection, url);
+      Object.assign(headers, auth.headers);
+      if (!dispatcher && auth.dispatcher) this.dispatcher = dispatcher = auth.dispatcher;
+      else if (auth.dispatcher && auth.dispatcher !== dispatcher) void auth.dispatcher.close().catch(() => undefined);
+    }
+    const signal = req.signal ? AbortSignal.any([req.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]) : AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    try {
+      const res = await request(url, {
+        method: req.method,
+        headers,
+        ...(req.body !== undefined ? { body: req.body } : {}),
+        ...(dispatcher ? { dispatcher } : {}),
+        signal,
+      });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_BODY) {
+          res.body.destroy();
+          throw new TskoError('KUBE', `${req.method} ${req.path}: the answer is larger than ${MAX_BODY} bytes`);
+        }
+        chunks.push(chunk as Buffer);
+      }
+      return { status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') };
+    } catch (err) {
+      if (err instanceof TskoError) throw err;
+      if (req.signal?.aborted) throw new TskoError('ABORTED', 'aborted', { cause: req.signal.reason });
+      throw unreachable(connection, err);
+    }
+  }
+
+  private async authenticate(connection: KubeConnection, url: URL): Promise<{ headers: Record<string, string>; dispatcher: Dispatcher | undefined }> {
+    const { RequestContext, HttpMethod } = await loadClientNode();
+    const context = new RequestContext(url.href, HttpMethod.GET);
+    try {
+      await connection.kc.applySecurityAuthentication(context);
+    } catch (err) {
+      throw credentialError(connection, err);
+    }
+    return { headers: context.getHeaders(), dispatcher: context.getDispatcher() };
+  }
+}
+
+function where(connection: KubeConnection): string {
+  return `context "${connection.context}"`;
+}
+
+function credentialError(connection: KubeConnection, err: unknown): TskoError {
+  const exec = connection.kc.getCurrentUser()?.exec as { command?: string } | undefined;
+  const message = (err instanceof Error ? err.message : String(err)).trim().split('\n')[0] || 'it failed';
+  if (exec?.command) {
+    const missing = (err as { code?: string }).code === 'ENOENT';
+    return new TskoError('KUBE', `the exec plugin ${exec.command} of kubeconfig user "${connection.user}" (${where(connection)}) ${missing ? 'is not on PATH' : `failed: ${message}`}`, {
+      cause: err,
+      hint: missing ? `install ${exec.command}, or pick another --context` : `run ${exec.command} yourself to see why`,
+    });
+  }
+  return new TskoError('KUBE', `cannot use the credentials of kubeconfig user "${connection.user}" (${where(connection)}): ${message}`, { cause: err });
+}
+
+function unreachable(connection: KubeConnection, err: unknown): TskoError {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const code = (err as { code?: string }).code ?? cause?.code ?? '';
+  const message = cause?.message ?? (err instanceof Error ? err.message : String(err));
+  if (code === 'UND_ERR_ABORTED' || (err as Error).name === 'TimeoutError' || code === 'ABORT_ERR') {
+    return new TskoError('KUBE', `the cluster at ${connection.server} (${where(connection)}) did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`, { cause: err });
+  }
+  const tls = /certificate|self.signed|CERT_/i.test(`${code} ${message}`);
+  return new TskoError('KUBE', `cannot reach the cluster at ${connection.server} (${where(connection)}): ${message}`, {
+    cause: err,
+    hint: tls ? "the server's certificate is not trusted: check the cluster's certificate-authority-data" : 'is the cluster running, and is this the right context?',
+  });
+}
+
+function apiError(connection: KubeConnection, req: KubeRequest, status: number, body: string): KubeApiError {
+  let parsed: Status = {};
+  try {
+    parsed = JSON.parse(body) as Status;
+  } catch {
+    // Not a metav1.Status: a proxy or a load balancer answered.
+  }
+  const detail = parsed.message || body.trim().split('\n')[0]?.slice(0, 200) || `HTTP ${status}`;
+  if (status === 401) {
+    return new KubeApiError(
+      status,
+      parsed.reason ?? 'Unauthorized',
+      `the cluster at ${connection.server} rejected the credentials of kubeconfig user "${connection.user}" (${where(connection)}) even after reloading them: ${detail}`,
+      'the token may have expired: log in again (for GKE: gcloud auth login), then save again',
+    );
+  }
+  if (status === 403) {
+    return new KubeApiError(
+      status,
+      parsed.reason ?? 'Forbidden',
+      `kubeconfig user "${connection.user}" (${where(connection)}) may not ${req.method} ${req.path}: ${detail}`,
+      `ask for the permission, or check it with kubectl --context ${connection.context} auth can-i`,
+    );
+  }
+  return new KubeApiError(status, parsed.reason, `${req.method} ${req.path}: ${detail} (HTTP ${status})`);
+}
