@@ -15,12 +15,12 @@ import { createJsonReporter } from '../../ui/json.js';
 import { createPlainReporter } from '../../ui/plain.js';
 import { namingMode, type BuildFlags } from './common.js';
 import { resolveDockerRepo } from './docker-repo.js';
+import { addTargetFlags, remotePlatform, remoteTargets, targetKind, type TargetFlags } from './targets.js';
 
-interface DevFlags {
+interface DevFlags extends TargetFlags {
   config?: string;
   port?: number;
   json?: boolean;
-  target: string;
   platform?: string;
   keepImages?: number;
   insecureRegistry?: boolean;
@@ -42,14 +42,14 @@ function positiveInt(name: string) {
 }
 
 export function registerDevCommand(program: Command): void {
-  program
+  const command = program
     .command('dev')
     .description('watch Go services and rebuild, push and redeploy them on every save')
     .argument('[importpaths...]', "import paths or ./dirs of main packages (default: the config's dev.services, else .)")
     .option('--config <path>', 'config file')
     .addOption(new Option('--port <n>', 'front port of the first service (the next ones count up); default 8080').argParser(positiveInt('--port')))
     .option('--json', 'print events as JSON lines on stdout')
-    .addOption(new Option('--target <target>', 'where revisions run').choices(['local', 'kubernetes', 'cloudrun']).default('local'))
+    .addOption(new Option('--target <target>', "where revisions run (default: the config's dev.target, else local)").choices(['local', 'kubernetes', 'cloudrun']))
     .option('--platform <os/arch>', 'platform to build (the local target needs this machine\'s)')
     .addOption(new Option('--keep-images <n>', 'images kept per repository in the embedded registry (default 20)').argParser(positiveInt('--keep-images')))
     .option('--insecure-registry', 'talk plain http to the registry')
@@ -57,10 +57,10 @@ export function registerDevCommand(program: Command): void {
     .option('-B, --base-import-paths', "name images KO_DOCKER_REPO/<import path's last element>")
     .option('-P, --preserve-import-paths', 'name images KO_DOCKER_REPO/<full import path>')
     .addOption(new Option('--ready-timeout <ms>', 'how long a new local revision has to answer on PORT (default 10000)').argParser(positiveInt('--ready-timeout')))
-    .addOption(new Option('--debounce <ms>', 'quiet time after a save before building').argParser(positiveInt('--debounce')).default(20).hideHelp())
-    .action(async (targets: string[], flags: DevFlags) => {
-      await runDev(targets, flags, Boolean(program.opts().verbose));
-    });
+    .addOption(new Option('--debounce <ms>', 'quiet time after a save before building').argParser(positiveInt('--debounce')).default(20).hideHelp());
+  addTargetFlags(command).action(async (targets: string[], flags: DevFlags) => {
+    await runDev(targets, flags, Boolean(program.opts().verbose));
+  });
 }
 
 function hostPlatform(): Platform {
@@ -73,14 +73,13 @@ async function runDev(targets: string[], flags: DevFlags, verbose: boolean): Pro
   if (flags.json) events.subscribe(createJsonReporter((line) => process.stdout.write(line + '\n')));
   else events.subscribe(createPlainReporter({ write: (line) => process.stderr.write(redact(line) + '\n'), verbose }));
 
-  if (flags.target !== 'local') {
-    throw new TskoError('USAGE', `--target ${flags.target} is not available yet; use --target local`);
-  }
   const inline = flags.config ? { configFile: flags.config } : {};
   const config = await resolveConfig(inline);
-  const platform = flags.platform ? parsePlatform(flags.platform) : hostPlatform();
+  const kind = targetKind(flags, config);
+  const remote = kind === 'local' ? undefined : remoteTargets(kind, flags, config, events);
+  const platform = remote ? remotePlatform(flags.platform, config) : flags.platform ? parsePlatform(flags.platform) : hostPlatform();
   const host = hostPlatform();
-  if (platform.os !== host.os || platform.architecture !== host.architecture) {
+  if (!remote && (platform.os !== host.os || platform.architecture !== host.architecture)) {
     throw new TskoError('PLATFORM', `the local target runs revisions on this machine (${host.os}/${host.architecture}), not ${flags.platform}`);
   }
   const services = serviceRequests(targets, config.dev.services);
@@ -89,6 +88,10 @@ async function runDev(targets: string[], flags: DevFlags, verbose: boolean): Pro
   const naming = namingMode(flags as unknown as BuildFlags, (message) => events.emit({ type: 'log', level: 'warn', message }));
 
   const repo = await resolveDockerRepo(config, { push: true }, events);
+  await remote?.checkRegistry(repo.dockerRepo, false).catch(async (err: unknown) => {
+    await repo.close();
+    throw err;
+  });
   const controller = new AbortController();
   let session: Awaited<ReturnType<typeof startDevSession>> | undefined;
   let stopping: Promise<void> | undefined;
@@ -118,7 +121,7 @@ async function runDev(targets: string[], flags: DevFlags, verbose: boolean): Pro
       pipelineOptions: { insecureRegistry: Boolean(flags.insecureRegistry) },
       debounceMs: flags.debounce,
       makeTarget: (service, request, index) =>
-        createLocalTarget({
+        remote ? Promise.resolve(remote.make(service)) : createLocalTarget({
           port: request.port ?? basePort + index,
           workDir: join(config.cacheDir, 'dev', service),
           events,

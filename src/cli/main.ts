@@ -1,9 +1,12 @@
 // tsko's command line: one file per command registers itself on the program; this file only wires
 // them together and turns a thrown error into one line (plus a hint) and a non-zero exit.
 import { Command, CommanderError } from 'commander';
+import { registerKubectlCommands } from './apply.js';
 import { registerBuildCommand } from './build.js';
+import { registerDeployCommand } from './deploy.js';
 import { registerDevCommand } from './dev.js';
 import { registerRegistryCommand } from './registry.js';
+import { registerResolveCommand } from './resolve.js';
 import { printError } from './output.js';
 
 export function createProgram(): Command {
@@ -13,7 +16,10 @@ export function createProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerBuildCommand(program);
+  registerResolveCommand(program);
+  registerKubectlCommands(program);
   registerDevCommand(program);
+  registerDeployCommand(program);
   registerRegistryCommand(program);
   return program;
 }
