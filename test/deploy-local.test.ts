@@ -3,6 +3,7 @@
 // unpacker's tar semantics (whiteouts, escapes, modes, links) on hand-made layers.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cp, lstat, mkdir, readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http';
@@ -539,15 +540,15 @@ describe('local target', { timeout: 240_000 }, () => {
     assert.deepEqual(first, { revision: 'hello-00001', url: h.target.url });
     assert.match(h.target.url, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v1\n' });
-    const v1Pids = processesUnder(join(h.workDir, 'revisions', 'hello-00001'));
+    const v1Pids = processesUnder(join(h.target.revisionsDir, 'hello-00001'));
     assert.equal(v1Pids.length, 1, 'one process runs from the revision dir');
 
     const second = await h.deploy(images.v2, 2);
     assert.equal(second.revision, 'hello-00002');
     assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v2\n' });
     await waitFor('the old revision to stop', () => !alive(v1Pids[0] as number));
-    await waitFor('the old rootfs to be removed', () => !existsSync(join(h.workDir, 'revisions', 'hello-00001')));
-    assert.deepEqual(await readdir(join(h.workDir, 'revisions')), ['hello-00002']);
+    await waitFor('the old rootfs to be removed', () => !existsSync(join(h.target.revisionsDir, 'hello-00001')));
+    assert.deepEqual(await readdir(h.target.revisionsDir), ['hello-00002']);
 
     // The revision's own lines arrive as revision.log events, named and with their stream.
     const logs = h.events.filter((e) => e.type === 'revision.log');
@@ -561,7 +562,7 @@ describe('local target', { timeout: 240_000 }, () => {
   it('starts the entrypoint with the image env mapped into the rootfs, PORT and K_*; KO_DATA_PATH serves kodata', async (t) => {
     const h = await harness(t, { env: { PROBE_EXTRA: 'extra', PORT: '1' } });
     const { revision } = await h.deploy(images.probe, 1, { service: 'probe' });
-    const rootfs = join(h.workDir, 'revisions', revision);
+    const rootfs = join(h.target.revisionsDir, revision);
     const info = (await (await fetch(`${h.target.url}/env`)).json()) as { env: Record<string, string>; cwd: string; pid: number; childPid: number };
     assert.match(info.env.PORT as string, /^\d+$/);
     assert.notEqual(info.env.PORT, String(h.target.port), 'the revision has its own port behind the front port');
@@ -626,7 +627,7 @@ describe('local target', { timeout: 240_000 }, () => {
     const bodies = new Set(results.flatMap((r) => [...r.bodies]));
     assert.deepEqual([...bodies].sort(), ['hello v1\n', 'hello v2\n']);
     assert.equal((await get(h.target.url)).text, 'hello v1\n');
-    await waitFor('retired revisions to stop', () => processesUnder(join(h.workDir, 'revisions')).length === 1);
+    await waitFor('retired revisions to stop', () => processesUnder(h.target.revisionsDir).length === 1);
   });
 
   it('lets a request in flight finish on the old revision before stopping it', async (t) => {
@@ -640,7 +641,7 @@ describe('local target', { timeout: 240_000 }, () => {
     const answer = await slow;
     assert.deepEqual(answer, { status: 200, text: 'probe v1\n' });
     assert.ok(Date.now() - started >= 600);
-    await waitFor('the old revision to stop', () => processesUnder(join(h.workDir, 'revisions', 'probe-00001')).length === 0);
+    await waitFor('the old revision to stop', () => processesUnder(join(h.target.revisionsDir, 'probe-00001')).length === 0);
   });
 
   it('does not switch to a revision that exits at once: its logs come with the error, the last good one serves on', async (t) => {
@@ -658,7 +659,7 @@ describe('local target', { timeout: 240_000 }, () => {
     assert.ok(h.events.some((e) => e.type === 'stage.end' && e.iteration === 3 && e.stage === 'ready' && !e.ok));
     assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v1\n' });
     assert.equal(h.target.current(), 'hello-00001');
-    assert.deepEqual(await readdir(join(h.workDir, 'revisions')), ['hello-00001'], 'the failed revisions are cleaned up');
+    assert.deepEqual(await readdir(h.target.revisionsDir), ['hello-00001'], 'the failed revisions are cleaned up');
     // The next good deploy recovers.
     assert.equal((await h.deploy(images.v2, 4)).revision, 'hello-00004');
     assert.equal((await get(h.target.url)).text, 'hello v2\n');
@@ -686,7 +687,7 @@ describe('local target', { timeout: 240_000 }, () => {
     assert.ok(isDeployError(/^revision hello-00002 did not answer on PORT \d+ within 0\.7 s$/)(failure));
     assert.match((failure as TskoError).detail ?? '', /probe: not listening/);
     assert.ok(Date.now() - started < 5000);
-    assert.deepEqual(processesUnder(join(h.workDir, 'revisions', 'hello-00002')), []);
+    assert.deepEqual(processesUnder(join(h.target.revisionsDir, 'hello-00002')), []);
     assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v1\n' });
   });
 
@@ -711,7 +712,28 @@ describe('local target', { timeout: 240_000 }, () => {
     assert.ok(h.events.some((e) => e.type === 'log' && e.level === 'warn' && /probe-00001 exited with code 1/.test(e.message)));
     await h.deploy(images.v2, 2, { service: 'probe' });
     assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v2\n' });
-    await waitFor('the dead revision\'s child to be stopped too', () => processesUnder(join(h.workDir, 'revisions', 'probe-00001')).length === 0);
+    await waitFor('the dead revision\'s child to be stopped too', () => processesUnder(join(h.target.revisionsDir, 'probe-00001')).length === 0);
+  });
+
+  it('kills processes an earlier run left in its revision dir before serving on the same port', async (t) => {
+    const workDir = await makeTempDir('local-stray', t);
+    const port = await freePort();
+    const strayDir = join(workDir, 'revisions', String(port), 'hello-00007');
+    await mkdir(strayDir, { recursive: true });
+    await cp('/bin/sleep', join(strayDir, 'sleep'));
+    const stray = spawn(join(strayDir, 'sleep'), ['60'], { detached: true, stdio: 'ignore' });
+    t.after(() => {
+      try {
+        process.kill(stray.pid as number, 'SIGKILL');
+      } catch {
+        // Already gone, as it should be.
+      }
+    });
+    await waitFor('the stray to run', () => alive(stray.pid as number));
+    const target = await createLocalTarget({ port, workDir, events: createEventBus() });
+    t.after(() => target.close());
+    await waitFor('the stray to be killed', () => !alive(stray.pid as number));
+    assert.equal(existsSync(strayDir), false);
   });
 
   it('fails fast on a busy front port, naming it and --port', async (t) => {
@@ -742,8 +764,8 @@ describe('local target', { timeout: 240_000 }, () => {
     await assert.rejects(h.deploy(images.sleeps, 2, { signal: controller.signal }), (err: unknown) => err instanceof TskoError && err.code === 'ABORTED');
     unsubscribe();
     assert.ok(Date.now() - started < 3000, 'abort does not wait for the ready timeout');
-    assert.deepEqual(processesUnder(join(h.workDir, 'revisions', 'hello-00002')), []);
-    assert.equal(existsSync(join(h.workDir, 'revisions', 'hello-00002')), false);
+    assert.deepEqual(processesUnder(join(h.target.revisionsDir, 'hello-00002')), []);
+    assert.equal(existsSync(join(h.target.revisionsDir, 'hello-00002')), false);
 
     // Aborted while its layers are still being read: no process is started at all.
     const early = new AbortController();

@@ -3,6 +3,7 @@
 // the image's env plus PORT and K_*, switched to on the stable front port once it answers HTTP,
 // the previous revision then drained and stopped (SIGTERM, grace, SIGKILL). A revision that never
 // gets ready is never switched to: the last good one keeps serving.
+import { readFileSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -40,6 +41,8 @@ export interface LocalTarget extends Target {
   /** `http://127.0.0.1:<front port>` */
   readonly url: string;
   readonly port: number;
+  /** Where revisions are unpacked, one directory each: `<workDir>/revisions/<front port>`. */
+  readonly revisionsDir: string;
   /** The revision now serving, if any. */
   current(): string | undefined;
 }
@@ -57,15 +60,47 @@ const CLOSE_GRACE_MS = 1500;
 /** Binds the front port at once (a busy port fails here, not on the first save). */
 export async function createLocalTarget(options: LocalTargetOptions): Promise<LocalTarget> {
   const proxy = await FrontProxy.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 8080 });
+  // Per front port: holding the port means no other live target uses this directory, so what is
+  // in it was left by an earlier run (the chain cache beside it stays good).
+  const revisionsDir = join(options.workDir, 'revisions', String(proxy.port));
   try {
-    // Revision dirs of an earlier run are stale; the chain cache is still good.
-    await removeTree(join(options.workDir, 'revisions'));
-    await mkdir(join(options.workDir, 'revisions'), { recursive: true });
+    killStrays(revisionsDir);
+    await removeTree(revisionsDir);
+    await mkdir(revisionsDir, { recursive: true });
   } catch (err) {
     await proxy.close();
     throw err;
   }
-  return new LocalTargetImpl(options, proxy);
+  return new LocalTargetImpl(options, proxy, revisionsDir);
+}
+
+/**
+ * SIGKILLs processes still running from `dir`: revisions of an earlier tsko that was killed
+ * before it could stop them. Linux only (/proc); elsewhere there is nothing to scan.
+ */
+function killStrays(dir: string): void {
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    return;
+  }
+  for (const pid of pids) {
+    let argv0: string;
+    try {
+      argv0 = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
+    } catch {
+      continue; // gone meanwhile, or not ours to read
+    }
+    if (!argv0.startsWith(`${dir}/`)) continue;
+    for (const target of [-Number(pid), Number(pid)]) {
+      try {
+        process.kill(target, 'SIGKILL');
+      } catch {
+        // Not a group leader, or gone already.
+      }
+    }
+  }
 }
 
 class LocalTargetImpl implements LocalTarget {
@@ -74,7 +109,7 @@ class LocalTargetImpl implements LocalTarget {
   private readonly proxy: FrontProxy;
   private readonly readyTimeoutMs: number;
   private readonly graceMs: number;
-  private readonly revisionsDir: string;
+  readonly revisionsDir: string;
   private readonly chainsDir: string;
   /** Each deploy waits for the one before it. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -96,12 +131,12 @@ class LocalTargetImpl implements LocalTarget {
     for (const revision of this.live) revision.killNow();
   };
 
-  constructor(options: LocalTargetOptions, proxy: FrontProxy) {
+  constructor(options: LocalTargetOptions, proxy: FrontProxy, revisionsDir: string) {
     this.options = options;
     this.proxy = proxy;
     this.readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
     this.graceMs = options.gracePeriodMs ?? 2000;
-    this.revisionsDir = join(options.workDir, 'revisions');
+    this.revisionsDir = revisionsDir;
     this.chainsDir = join(options.workDir, 'layers');
     process.on('exit', this.onProcessExit);
   }
