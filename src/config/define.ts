@@ -61,6 +61,14 @@ export interface DevConfig {
   [key: string]: unknown;
 }
 
+/** How tsko talks to registries (credentials come from docker's config.json; see `tsko login`). */
+export interface RegistryConfig {
+  /** PEM file of CA certificates to trust besides the system's and NODE_EXTRA_CA_CERTS; relative to the config file. */
+  caFile?: string;
+  /** Registries (host[:port]) reached over plain http or unverified https, as --insecure-registry does for all. */
+  insecure?: string[];
+}
+
 export interface UserConfig {
   /** Base image for every build without an override (ko's default: cgr.dev/chainguard/static:latest). */
   defaultBaseImage?: string;
@@ -73,6 +81,7 @@ export interface UserConfig {
   defaultFlags?: string[];
   defaultLdflags?: string[];
   dev?: DevConfig;
+  registry?: RegistryConfig;
 }
 
 export function defineConfig<T extends UserConfig>(config: T): T {

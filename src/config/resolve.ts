@@ -1,10 +1,12 @@
 // One place turns config file + environment into the resolved config every lower layer reads
 // (as Vite's resolveConfig): nothing below src/config reads process.env. The result knows the
 // file it came from, so `tsko dev` can watch it and resolve again.
+import { readFile } from 'node:fs/promises';
 import { homedir as osHomedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { DEFAULT_REGISTRY_ADDR } from '../registry/server/address.js';
-import type { BuildConfig, DevConfig } from './define.js';
+import { TskoError } from '../errors.js';
+import type { BuildConfig, DevConfig, RegistryConfig } from './define.js';
 import { findConfigFile, loadConfigFile } from './load.js';
 
 export const KO_DEFAULT_BASE_IMAGE = 'cgr.dev/chainguard/static:latest';
@@ -17,6 +19,15 @@ export interface ResolvedBuild {
   env?: string[];
   flags?: string[];
   ldflags?: string[];
+}
+
+export interface ResolvedRegistryConfig {
+  /** Absolute path of registry.caFile, when set. */
+  readonly caFile: string | undefined;
+  /** The PEM text of caFile, read once here so a missing file is a config error, not a TLS one. */
+  readonly caCertificates: readonly string[];
+  /** Registries reached over plain http or unverified https. */
+  readonly insecure: readonly string[];
 }
 
 export interface ResolvedConfig {
@@ -35,6 +46,7 @@ export interface ResolvedConfig {
   readonly defaultFlags: readonly string[];
   readonly defaultLdflags: readonly string[];
   readonly dev: DevConfig;
+  readonly registry: ResolvedRegistryConfig;
   readonly goBinary: string;
   /** KO_DOCKER_REPO, when set. */
   readonly dockerRepo: string | undefined;
@@ -71,10 +83,11 @@ export async function resolveConfig(inline: InlineConfig = {}): Promise<Resolved
   const overrides = new Map<string, string>();
   for (const [importPath, base] of Object.entries(config.baseImageOverrides ?? {})) overrides.set(importPath.toLowerCase(), base);
 
+  const registry = await resolveRegistry(config.registry ?? {}, configDir, file);
   const resolved: ResolvedConfig = {
     cwd,
     configFile: file,
-    dependencies: file ? [file] : [],
+    dependencies: [...(file ? [file] : []), ...(registry.caFile ? [registry.caFile] : [])],
     env,
     defaultBaseImage: env.KO_DEFAULTBASEIMAGE || config.defaultBaseImage || KO_DEFAULT_BASE_IMAGE,
     baseImageOverrides: overrides,
@@ -84,6 +97,7 @@ export async function resolveConfig(inline: InlineConfig = {}): Promise<Resolved
     defaultFlags: config.defaultFlags ?? [],
     defaultLdflags: config.defaultLdflags ?? [],
     dev: config.dev ?? {},
+    registry,
     goBinary: env.KO_GO_PATH || 'go',
     dockerRepo: env.KO_DOCKER_REPO || undefined,
     sourceDateEpoch: env.SOURCE_DATE_EPOCH,
@@ -93,6 +107,21 @@ export async function resolveConfig(inline: InlineConfig = {}): Promise<Resolved
     homedir: home,
   };
   return Object.freeze(resolved);
+}
+
+async function resolveRegistry(registry: RegistryConfig, configDir: string, file: string | undefined): Promise<ResolvedRegistryConfig> {
+  const insecure = registry.insecure ?? [];
+  if (registry.caFile === undefined) return { caFile: undefined, caCertificates: [], insecure };
+  const caFile = resolve(configDir, registry.caFile);
+  const where = file ? `${file}: registry.caFile` : 'registry.caFile';
+  let pem: string;
+  try {
+    pem = await readFile(caFile, 'utf8');
+  } catch (err) {
+    throw new TskoError('CONFIG_INVALID', `${where}: cannot read ${caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new TskoError('CONFIG_INVALID', `${where}: ${caFile} holds no PEM certificate`);
+  return { caFile, caCertificates: [pem], insecure };
 }
 
 function resolveBuild(build: BuildConfig, configDir: string): ResolvedBuild {

@@ -92,6 +92,7 @@ const configCheck = objectOf({
   defaultFlags: isStringList,
   defaultLdflags: isStringList,
   dev: devCheck,
+  registry: objectOf({ caFile: isString, insecure: isStringList }),
 });
 
 export function validateConfig(value: unknown, file: string): UserConfig {

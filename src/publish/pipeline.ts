@@ -34,7 +34,10 @@ export interface Pipeline {
 
 export function makePipeline(options: PipelineOptions): Pipeline {
   const client = new RegistryClient({
-    insecureRegistries: options.insecureRegistry ?? false,
+    insecureRegistries: options.insecureRegistry === true ? true : [...options.config.registry.insecure],
+    caCertificates: [...options.config.registry.caCertificates],
+    env: options.config.env,
+    homedir: options.config.homedir,
     events: options.events,
     userAgent: 'tsko/0.1',
   });

@@ -64,13 +64,16 @@ export interface FetchedManifest extends ManifestInfo {
 export interface RegistryClientOptions {
   /** Plain http (or https without verification) for these registries, or for all when true. Loopback is always allowed plain http. */
   insecureRegistries?: boolean | string[];
-  /** Default: docker's config.json lookup. */
+  /** Default: docker's config.json lookup (in `env` and `homedir`). */
   credentials?: (registry: string) => Promise<{ username: string; password: string } | undefined>;
+  /** The environment credential lookups and helpers see (DOCKER_CONFIG, PATH, gcloud's); default: the process's. */
+  env?: Record<string, string | undefined>;
+  homedir?: string;
   events?: EventBus;
   userAgent?: string;
   /** Extra PEM CA certificates trusted besides Node's defaults (which include NODE_EXTRA_CA_CERTS). */
   caCertificates?: string[];
-  /** Retry bounds; defaults: 4 tries, 10 s. */
+  /** Retry bounds; defaults in DEFAULT_RETRY_POLICY (8 tries, backoff 200 ms doubling to 2 s). */
   retry?: Partial<RetryPolicy>;
   connectTimeoutMs?: number;
   /** Time to wait for response headers and between body chunks. */
@@ -274,7 +277,14 @@ export class RegistryClient {
         signal,
       });
       await discard(res);
-      if (res.status === 200) return true;
+      if (res.status === 200) {
+        // A registry that answers for another blob than the one asked for is not trusted to hold it.
+        const claimed = header(res, 'docker-content-digest');
+        if (claimed !== undefined && claimed !== '' && claimed !== digest) {
+          throw new TskoError('REGISTRY_DIGEST', `${repo.registry} answered ${operation} with digest ${claimed}`, { hint: 'the registry is not serving what it was asked for; refusing to trust it' });
+        }
+        return true;
+      }
       if (res.status === 404) return false;
       // A redirect means the blob exists in storage elsewhere.
       if (REDIRECT_STATUS.has(res.status)) return true;
@@ -347,7 +357,9 @@ export class RegistryClient {
     const operation = `upload blob ${formatRepository(target)}@${digest}`;
     const scopes = [repositoryScope(target.repository, ['pull', 'push'])];
     await this.#retrying(operation, signal, async () => {
-      const location = await this.#startUpload(target, scopes, operation, signal);
+      // The session is retried on its own: a dropped POST should cost a POST, not a turn of the
+      // whole upload's budget.
+      const location = await this.#retrying(operation, signal, () => this.#startUpload(target, scopes, operation, signal));
       const res = await this.#send({
         registry: target.registry,
         method: 'PUT',
@@ -367,7 +379,7 @@ export class RegistryClient {
     const operation = `chunked upload blob ${formatRepository(target)}@${digest}`;
     const scopes = [repositoryScope(target.repository, ['pull', 'push'])];
     await this.#retrying(operation, signal, async () => {
-      let location = await this.#startUpload(target, scopes, operation, signal);
+      let location = await this.#retrying(operation, signal, () => this.#startUpload(target, scopes, operation, signal));
       for (let start = 0; start < data.length; start += chunkSize) {
         const chunk = data.subarray(start, Math.min(data.length, start + chunkSize));
         const res = await this.#send({
@@ -461,16 +473,36 @@ export class RegistryClient {
     return `/v2/${ref.repository}/manifests/${reference}`;
   }
 
-  #retrying<T>(operation: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-    return withRetry(fn, {
-      policy: this.#policy,
-      classify: (err): RetryVerdict | undefined => {
-        if (!(err instanceof RegistryError) || !err.retryable) return undefined;
-        return err.retryAfterMs !== undefined ? { cause: err.causeCode, retryAfterMs: err.retryAfterMs } : { cause: err.causeCode };
-      },
-      onRetry: (notice) => this.#options.events?.emit({ type: 'retry', operation, attempt: notice.attempt, cause: notice.cause, delayMs: notice.delayMs }),
-      ...(signal ? { signal } : {}),
-    });
+  async #retrying<T>(operation: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    let tries = 0;
+    try {
+      return await withRetry(
+        () => {
+          tries++;
+          return fn();
+        },
+        {
+          policy: this.#policy,
+          classify: (err): RetryVerdict | undefined => {
+            if (!(err instanceof RegistryError) || !err.retryable) return undefined;
+            return err.retryAfterMs !== undefined ? { cause: err.causeCode, retryAfterMs: err.retryAfterMs } : { cause: err.causeCode };
+          },
+          onRetry: (notice) => this.#options.events?.emit({ type: 'retry', operation, attempt: notice.attempt, cause: notice.cause, delayMs: notice.delayMs }),
+          ...(signal ? { signal } : {}),
+        },
+      );
+    } catch (err) {
+      // A retryable error that got out has used up the budget: final from here on (an enclosing
+      // operation must not spend a second budget on it), and it says how hard we tried.
+      if (!(err instanceof RegistryError) || !err.retryable) throw err;
+      throw new RegistryError(err.code as 'REGISTRY_UNREACHABLE' | 'REGISTRY_HTTP', `${err.message} (gave up after ${tries} ${tries === 1 ? 'try' : 'tries'})`, {
+        retryable: false,
+        causeCode: err.causeCode,
+        cause: err.cause ?? err,
+        ...(err.status !== undefined ? { status: err.status } : {}),
+        ...(err.hint !== undefined ? { hint: err.hint } : {}),
+      });
+    }
   }
 
   async #getFollowingRedirects(repo: Repository, path: string, operation: string, signal: AbortSignal | undefined): Promise<Response> {
@@ -555,7 +587,12 @@ export class RegistryClient {
       const events = this.#options.events;
       const lookup =
         this.#options.credentials ??
-        ((r: string) => lookupCredentials(r, events ? { onInfo: (message) => events.emit({ type: 'log', level: 'info', message }) } : {}));
+        ((r: string) =>
+          lookupCredentials(r, {
+            ...(this.#options.env !== undefined ? { env: this.#options.env } : {}),
+            ...(this.#options.homedir !== undefined ? { homedir: this.#options.homedir } : {}),
+            ...(events ? { onInfo: (message: string) => events.emit({ type: 'log', level: 'info', message }) } : {}),
+          }));
       pending = lookup(registry);
       this.#credentials.set(registry, pending);
       // A failed lookup (helper missing) is reported, not remembered.
@@ -705,7 +742,7 @@ export class RegistryClient {
         retryable: false,
         causeCode: code,
         cause: err,
-        hint: `trust its CA with NODE_EXTRA_CA_CERTS=/path/to/ca.pem, or pass --insecure-registry ${registry} to skip verification`,
+        hint: `trust its CA with registry.caFile in tsko.config.ts or NODE_EXTRA_CA_CERTS=/path/to/ca.pem, or skip verification with --insecure-registry (or registry.insecure: ['${registry}'])`,
       });
     }
     const what = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' ? 'host not found' : code;

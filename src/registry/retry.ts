@@ -12,9 +12,17 @@ export interface RetryPolicy {
   /** Delay before the first retry; each later one is `factor` times longer (±20 % jitter). */
   baseDelayMs: number;
   factor: number;
+  /** No backoff grows past this (a Retry-After may still ask for longer). */
+  maxDelayMs?: number;
 }
 
-export const DEFAULT_RETRY_POLICY: RetryPolicy = { tries: 4, maxElapsedMs: 10_000, baseDelayMs: 500, factor: 3 };
+/**
+ * Sized so a push survives a badly flaky link (test/flaky-network: 20 % of requests reset, 5xx or
+ * 429, where fewer tries sometimes run out) while a registry that is really down fails within
+ * about 10 s: a fault costs 200 ms first, backoff doubles up to 2 s, and an operation gives up
+ * after 8 tries (~9 s of waiting).
+ */
+export const DEFAULT_RETRY_POLICY: RetryPolicy = { tries: 8, maxElapsedMs: 30_000, baseDelayMs: 200, factor: 2, maxDelayMs: 2_000 };
 
 export interface RetryVerdict {
   /** Short reason shown in the retry event, e.g. `503`, `ECONNRESET`. */
@@ -41,7 +49,7 @@ export interface RetryContext {
 }
 
 export function backoffDelay(policy: RetryPolicy, retryNumber: number, random: () => number = Math.random): number {
-  const base = policy.baseDelayMs * policy.factor ** (retryNumber - 1);
+  const base = Math.min(policy.baseDelayMs * policy.factor ** (retryNumber - 1), policy.maxDelayMs ?? Number.POSITIVE_INFINITY);
   return Math.round(base * (0.8 + 0.4 * random()));
 }
 
