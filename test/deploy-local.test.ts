@@ -792,24 +792,29 @@ describe('local target', { timeout: 240_000 }, () => {
     assert.deepEqual(order, [5, 5, 5, 5]);
   });
 
-  it('close() stops every revision and its children within about 2 s, and frees the front port', async (t) => {
-    const h = await harness(t, { env: { PROBE_IGNORE_TERM: '1' } });
+  it('close() stops every revision and its children within about 2 s, however long their grace, and frees the front port', async (t) => {
+    // Revisions that ignore SIGTERM and a 10 s grace: close() must not wait for it.
+    const h = await harness(t, { gracePeriodMs: 10_000, env: { PROBE_IGNORE_TERM: '1' } });
     await h.deploy(images.probe, 1, { service: 'probe' });
-    const info = (await (await fetch(`${h.target.url}/env`)).json()) as { pid: number; childPid: number };
+    const first = (await (await fetch(`${h.target.url}/env`)).json()) as { pid: number; childPid: number };
+    // The first one is now retiring (SIGTERM sent, ignored), the second one serving.
+    await h.deploy(images.probe, 2, { service: 'probe' });
+    const second = (await (await fetch(`${h.target.url}/env`)).json()) as { pid: number; childPid: number };
+    assert.notEqual(second.pid, first.pid);
     // One more deploy in flight (never ready) while closing.
-    const pending = h.deploy(images.sleeps, 2, { service: 'probe' }).catch((err: unknown) => err);
-    await waitFor('the second revision to start', () => h.events.some((e) => e.type === 'revision.log' && e.revision === 'probe-00002'));
+    const pending = h.deploy(images.sleeps, 3, { service: 'probe' }).catch((err: unknown) => err);
+    await waitFor('the third revision to start', () => h.events.some((e) => e.type === 'revision.log' && e.revision === 'probe-00003'));
+    assert.ok(alive(first.pid), 'the retiring revision ignores SIGTERM');
     const started = Date.now();
     await h.target.close();
     const ms = Date.now() - started;
     assert.ok(ms < 2500, `closed in ${ms} ms`);
     const failure = await pending;
     assert.ok(failure instanceof TskoError && failure.code === 'ABORTED', String(failure));
-    assert.equal(alive(info.pid), false);
-    assert.equal(alive(info.childPid), false);
+    for (const pid of [first.pid, first.childPid, second.pid, second.childPid]) assert.equal(alive(pid), false, `pid ${pid} is gone`);
     assert.deepEqual(processesUnder(h.workDir), []);
     await assert.rejects(fetch(h.target.url, { signal: AbortSignal.timeout(2000) }));
-    await assert.rejects(h.deploy(images.v1, 3), (err: unknown) => err instanceof TskoError && err.code === 'ABORTED');
+    await assert.rejects(h.deploy(images.v1, 4), (err: unknown) => err instanceof TskoError && err.code === 'ABORTED');
     await h.target.close();
   });
 });

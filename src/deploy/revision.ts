@@ -57,6 +57,9 @@ export class Revision {
   private readonly streamsClosed: Promise<void>;
   private exit: ExitInfo | undefined;
   private stopping: Promise<void> | undefined;
+  /** When a stop in progress sends SIGKILL; `hurry` wakes it when that moves earlier. */
+  private killAt = Number.POSITIVE_INFINITY;
+  private hurry = new AbortController();
 
   private constructor(options: RevisionOptions, command: Command) {
     this.name = options.name;
@@ -134,19 +137,29 @@ export class Revision {
 
   /**
    * SIGTERM to the group, up to `graceMs` for the revision to exit, then SIGKILL to the group
-   * (whatever children outlived it). Idempotent; resolves once the process is gone.
+   * (whatever children outlived it). Resolves once the process is gone. Calling it again returns
+   * the same stop, made sooner if the new grace ends first (close() hurrying a retiring revision).
    */
   stop(graceMs: number): Promise<void> {
+    const killAt = performance.now() + graceMs;
+    if (killAt < this.killAt) {
+      this.killAt = killAt;
+      this.hurry.abort();
+      this.hurry = new AbortController();
+    }
     this.stopping ??= (async () => {
       if (this.pid === undefined) return;
       if (!this.exit && graceMs > 0) {
         this.signalGroup('SIGTERM');
-        await Promise.race([this.exited, delay(graceMs)]);
+        while (!this.exit && performance.now() < this.killAt) {
+          const wait = this.killAt - performance.now();
+          await Promise.race([this.exited, sleep(wait, this.hurry.signal)]);
+        }
       }
       this.signalGroup('SIGKILL');
       // SIGKILL cannot be ignored; the bound only guards against a process stuck in the kernel.
-      await Promise.race([this.exited, delay(2000)]);
-      await Promise.race([this.streamsClosed, delay(100)]);
+      await Promise.race([this.exited, sleep(2000)]);
+      await Promise.race([this.streamsClosed, sleep(100)]);
     })();
     return this.stopping;
   }
@@ -181,6 +194,11 @@ export class Revision {
   private logDetail(): string | undefined {
     return this.tail.length > 0 ? this.tail.join('\n') : undefined;
   }
+}
+
+/** Resolves after `ms`, or early on `signal`; never holds the process open by itself. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return delay(Math.max(0, ms), undefined, { ref: false, ...(signal ? { signal } : {}) }).catch(() => undefined);
 }
 
 function abortError(name: string, signal: AbortSignal): TskoError {
