@@ -1,6 +1,7 @@
 // The Builder: a Go main package and a platform in, an image value out (ko's build.Interface).
 // It finds the package, picks its build config and base, runs `go build` to a stable output path
 // (so a warm build lets Go skip relinking), and appends the kodata and binary layers.
+import { stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { TskoError } from '../errors.js';
 import type { EventBus } from '../events.js';
@@ -73,6 +74,10 @@ export class Builder {
     const local = isLocalPath(spec);
     // A ./dir is listed from inside itself so its own go.mod is found, wherever tsko runs from.
     const cwd = local ? resolvePath(this.config.cwd, spec) : this.config.cwd;
+    // go runs inside the directory, so a missing one would surface as "go not found" (ENOENT).
+    if (local && !(await stat(cwd).then((s) => s.isDirectory(), () => false))) {
+      throw new TskoError('GO_LIST', `cannot load package "${spec}": ${cwd} is not a directory`, { hint: 'check the path; ./dirs are relative to where tsko runs' });
+    }
     const pkg = await listMainPackage(local ? '.' : spec, this.goRun(cwd, signal)).catch((err: unknown) => {
       if (err instanceof TskoError && local && err.code === 'GO_LIST') {
         throw new TskoError('GO_LIST', err.message.replace('"."', `"${spec}"`), { hint: err.hint, detail: err.detail });
