@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'OUTPUT'
   | 'DEPLOY'
   | 'KUBE'
+  | 'RESOLVE'
   | 'CLOUDRUN'
   | 'ABORTED'
   | 'INTERNAL';

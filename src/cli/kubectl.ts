@@ -29,7 +29,7 @@ export function findKubectl(env: Readonly<Record<string, string | undefined>>, n
 }
 
 function kubectlMissing(): TskoError {
-  return new TskoError('DEPLOY', 'kubectl was not found on PATH; tsko needs it for this command', {
+  return new TskoError('KUBE', 'kubectl was not found on PATH; tsko needs it for this command', {
     hint: 'install kubectl (https://kubernetes.io/docs/tasks/tools/) or add it to PATH; `tsko resolve -f … > out.yaml` needs no kubectl',
   });
 }

@@ -19,20 +19,20 @@ export interface InputOptions {
 const MANIFEST_EXTENSIONS = ['.yaml', '.yml', '.json'];
 
 export async function readInputs(specs: readonly string[], options: InputOptions): Promise<SourceFile[]> {
-  if (specs.length === 0) throw new TskoError('USAGE', 'no input: pass -f FILE, -f DIR or -f - (stdin)');
+  if (specs.length === 0) throw new TskoError('RESOLVE', 'no input: pass -f FILE, -f DIR or -f - (stdin)');
   const files: SourceFile[] = [];
   let stdinRead = false;
   for (const spec of specs) {
     if (spec === '-') {
-      if (stdinRead) throw new TskoError('USAGE', '-f - (stdin) can be given only once');
+      if (stdinRead) throw new TskoError('RESOLVE', '-f - (stdin) can be given only once');
       stdinRead = true;
       files.push({ name: '<stdin>', text: await options.readStdin() });
       continue;
     }
-    if (/^https?:\/\//.test(spec)) throw new TskoError('USAGE', `-f ${spec}: URLs are not read; download the file first`);
+    if (/^https?:\/\//.test(spec)) throw new TskoError('RESOLVE', `-f ${spec}: URLs are not read; download the file first`);
     const path = resolvePath(options.cwd, spec);
     const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
-      throw new TskoError('USAGE', `-f ${spec}: ${err.code === 'ENOENT' ? 'no such file or directory' : err.message}`);
+      throw new TskoError('RESOLVE', `-f ${spec}: ${err.code === 'ENOENT' ? 'no such file or directory' : err.message}`);
     });
     if (info.isDirectory()) {
       for (const file of await manifestFiles(path, options.recursive)) {
@@ -63,6 +63,6 @@ async function readText(path: string, spec: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
-    throw new TskoError('USAGE', `-f ${spec}: ${(err as Error).message}`);
+    throw new TskoError('RESOLVE', `-f ${spec}: ${(err as Error).message}`);
   }
 }

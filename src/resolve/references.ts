@@ -1,6 +1,6 @@
 // `ko://` references in YAML documents: every string scalar (values, list items, keys, in any
 // kind of document) whose trimmed text starts with ko://, with the file and line it sits on.
-import { visit, type Scalar } from 'yaml';
+import { CST, visit, type Scalar } from 'yaml';
 import type { ParsedDocument } from './documents.js';
 
 export const KO_PREFIX = 'ko://';
@@ -29,10 +29,14 @@ export function findReferences(documents: readonly ParsedDocument[]): KoReferenc
   return found;
 }
 
-/** Puts the published reference in place of the scalar's text, keeping its quoting. */
+/**
+ * Puts the published reference in place of the scalar, in the Document and in the source text,
+ * keeping its quoting; a block scalar (`|`) becomes a plain one, as a reference is one line.
+ */
 export function replaceReference(reference: KoReference, published: string): void {
   const { node } = reference;
+  const block = node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED';
   node.value = published;
-  // A block scalar (`|`) would print the reference with a chomping indicator and a line break.
-  if (node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED') node.type = 'PLAIN';
+  if (block) node.type = 'PLAIN';
+  if (node.srcToken) CST.setScalarValue(node.srcToken, published, block ? { type: 'PLAIN' } : {});
 }

@@ -40,7 +40,7 @@ export async function resolveDocuments(documents: readonly ParsedDocument[], pub
   const references = findReferences(documents);
   const firstBySpec = new Map<string, KoReference>();
   for (const reference of references) {
-    if (reference.spec === '') throw new TskoError('USAGE', `${where(reference)}: "ko://" names no import path`);
+    if (reference.spec === '') throw new TskoError('RESOLVE', `${where(reference)}: "ko://" names no import path`);
     if (!firstBySpec.has(reference.spec)) firstBySpec.set(reference.spec, reference);
   }
 

@@ -18,20 +18,20 @@ export function parseSelector(text: string): Selector {
   const requirements: Selector = [];
   for (const raw of text.split(',')) {
     const part = raw.trim();
-    if (part === '') throw new TskoError('USAGE', `invalid selector "${text}": empty requirement`);
+    if (part === '') throw new TskoError('RESOLVE', `invalid selector "${text}": empty requirement`);
     if (/\s(in|notin)\s*\(/.test(part) || part.includes('(')) {
-      throw new TskoError('USAGE', `invalid selector "${text}": set-based requirements (in, notin) are not supported`, { hint: 'use key=value, key!=value, key or !key' });
+      throw new TskoError('RESOLVE', `invalid selector "${text}": set-based requirements (in, notin) are not supported`, { hint: 'use key=value, key!=value, key or !key' });
     }
     const match = /^(!)?\s*([^=!\s]+)\s*(?:(==|=|!=)\s*(.*))?$/.exec(part);
-    if (!match) throw new TskoError('USAGE', `invalid selector "${text}": cannot parse "${part}"`, { hint: 'use key=value, key!=value, key or !key' });
+    if (!match) throw new TskoError('RESOLVE', `invalid selector "${text}": cannot parse "${part}"`, { hint: 'use key=value, key!=value, key or !key' });
     const [, not, key = '', op, value = ''] = match;
-    if (!KEY.test(key)) throw new TskoError('USAGE', `invalid selector "${text}": "${key}" is not a valid label key`);
+    if (!KEY.test(key)) throw new TskoError('RESOLVE', `invalid selector "${text}": "${key}" is not a valid label key`);
     if (op === undefined) {
       requirements.push({ key, op: not ? '!exists' : 'exists' });
       continue;
     }
-    if (not) throw new TskoError('USAGE', `invalid selector "${text}": "!" goes only before a bare key`);
-    if (!VALUE.test(value.trim())) throw new TskoError('USAGE', `invalid selector "${text}": "${value}" is not a valid label value`);
+    if (not) throw new TskoError('RESOLVE', `invalid selector "${text}": "!" goes only before a bare key`);
+    if (!VALUE.test(value.trim())) throw new TskoError('RESOLVE', `invalid selector "${text}": "${value}" is not a valid label value`);
     requirements.push({ key, op: op === '!=' ? '!=' : '=', value: value.trim() });
   }
   return requirements;
@@ -60,8 +60,10 @@ export function selectDocuments(documents: readonly ParsedDocument[], selector: 
     const { document } = parsed;
     const items = document.get('items', true);
     if (document.get('kind') === 'List' && isSeq(items)) {
+      const before = items.items.length;
       items.items = items.items.filter((item) => matchesLabels(selector, labelsOf(item as Node)));
-      if (items.items.length > 0) kept.push(parsed);
+      if (items.items.length === before) kept.push(parsed);
+      else if (items.items.length > 0) kept.push({ ...parsed, restructured: true });
     } else if (matchesLabels(selector, labelsOf(document.contents as Node | null))) {
       kept.push(parsed);
     }
