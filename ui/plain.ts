@@ -59,6 +59,8 @@ export function formatPlainEvent(event: TskoEvent, verbose = false): string | un
     }
     case 'revision.log':
       return `${prefix}${event.revision} | ${event.line}`;
+    case 'rollout':
+      return `${prefix}${event.message}`;
     case 'error':
       return `${prefix}error: ${event.error.message}${event.error.hint ? ` (hint: ${event.error.hint})` : ''}`;
     default:
