@@ -188,9 +188,9 @@ class LocalTargetImpl implements LocalTarget {
     const name = `${service}-${String(++this.counter).padStart(5, '0')}`;
     const dir = join(this.revisionsDir, name);
     let revision: Revision | undefined;
-    let stage: 'deploy' | 'ready' = 'deploy';
-    let stageStarted = performance.now();
-    events.emit({ type: 'stage.start', stage: 'deploy' });
+    // The caller's 'deploy' stage spans this whole call (as for the other targets); the target
+    // reports the 'ready' stage inside it, and the unpack time in a debug line.
+    let readyStarted: number | undefined;
     try {
       const [unpacked, port] = await Promise.all([
         unpackImage(image.layers, dir, { cacheDir: this.chainsDir, layerBytes: request.layerBytes, signal, clone: this.options.rootfsClone ?? 'link' }),
@@ -199,15 +199,14 @@ class LocalTargetImpl implements LocalTarget {
       if (signal.aborted) throw aborted(`deploy of ${name} aborted`, signal);
       revision = await Revision.start({ name, service, rootfs: dir, config: image.config.config, port, env: this.options.env ?? {}, events });
       this.live.add(revision);
-      events.emit({ type: 'stage.end', stage: 'deploy', ms: performance.now() - stageStarted, ok: true });
 
-      stage = 'ready';
-      stageStarted = performance.now();
+      readyStarted = performance.now();
       events.emit({ type: 'stage.start', stage: 'ready' });
       const readyMs = await revision.waitReady({ timeoutMs: this.readyTimeoutMs, signal });
       // close() or a newer save may have come while it got ready: then it is not switched to.
       if (signal.aborted) throw aborted(`deploy of ${name} aborted`, signal);
-      events.emit({ type: 'stage.end', stage: 'ready', ms: performance.now() - stageStarted, ok: true });
+      events.emit({ type: 'stage.end', stage: 'ready', ms: performance.now() - readyStarted, ok: true });
+      readyStarted = undefined;
 
       const previous = this.active;
       this.proxy.switchTo({ name, port });
@@ -224,7 +223,7 @@ class LocalTargetImpl implements LocalTarget {
       await pruneChains(this.chainsDir, new Set(this.recentChains.flat())).catch(() => undefined);
       return { revision: name, url: this.proxy.url };
     } catch (err) {
-      events.emit({ type: 'stage.end', stage, ms: performance.now() - stageStarted, ok: false });
+      if (readyStarted !== undefined) events.emit({ type: 'stage.end', stage: 'ready', ms: performance.now() - readyStarted, ok: false });
       if (revision) {
         // It never served, so there is nothing to drain: stop it at once.
         await revision.stop(0);
