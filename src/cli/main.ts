@@ -5,6 +5,7 @@ import { registerKubectlCommands } from './apply.js';
 import { registerBuildCommand } from './build.js';
 import { registerDeployCommand } from './deploy.js';
 import { registerDevCommand } from './dev.js';
+import { registerLoginCommand, registerLogoutCommand } from './login.js';
 import { registerRegistryCommand } from './registry.js';
 import { registerResolveCommand } from './resolve.js';
 import { printError } from './output.js';
@@ -21,6 +22,8 @@ export function createProgram(): Command {
   registerDevCommand(program);
   registerDeployCommand(program);
   registerRegistryCommand(program);
+  registerLoginCommand(program);
+  registerLogoutCommand(program);
   return program;
 }
 

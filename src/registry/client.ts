@@ -263,6 +263,19 @@ export class RegistryClient {
     return tags;
   }
 
+  /**
+   * `GET /v2/` with the client's credentials, as `docker login` checks them: resolves when the
+   * registry accepts them (or asks for none), rejects with "authentication failed for R as U".
+   */
+  async checkAuth(registry: string, signal?: AbortSignal): Promise<void> {
+    const operation = `GET /v2/ of ${registry}`;
+    await this.#retrying(operation, signal, async () => {
+      const res = await this.#send({ registry, method: 'GET', target: '/v2/', scopes: [], operation, signal });
+      if (res.status !== 200) throw await this.#httpError(res, operation, registry);
+      await discard(res);
+    });
+  }
+
   // ---------------------------------------------------------------- blobs
 
   async headBlob(repo: Repository, digest: string, signal?: AbortSignal): Promise<boolean> {
@@ -560,6 +573,13 @@ export class RegistryClient {
       const who = creds === undefined ? 'anonymous access' : creds.username;
       return new TskoError('REGISTRY_AUTH', `${spec.registry} denied ${spec.operation} for ${who} (insufficient scope)`, {
         hint: creds === undefined ? `run \`tsko login ${spec.registry}\` or \`docker login ${spec.registry}\`` : `check that ${creds.username} may push to this repository`,
+      });
+    }
+    if (challenge.scheme === 'bearer' && challenge.params.error === 'invalid_token') {
+      // The token server said yes and the registry no: the token, not the password, is wrong.
+      this.#credentials.delete(spec.registry);
+      return new TskoError('REGISTRY_AUTH', `${spec.registry} refused the token its token server issued${creds === undefined ? '' : ` for ${creds.username}`} (invalid_token) during ${spec.operation}`, {
+        hint: 'an expired token usually means this machine\'s clock and the token server\'s disagree; otherwise the token server signs for another registry',
       });
     }
     if (creds !== undefined) {

@@ -16,6 +16,11 @@ export type { Credentials } from './auth.js';
 export const DOCKER_HUB_CONFIG_KEY = 'https://index.docker.io/v1/';
 const DOCKER_HUB_HOSTS = new Set([DOCKER_HUB_REGISTRY, 'docker.io', 'registry-1.docker.io']);
 
+/** True for the host names Docker Hub goes by, whose config.json key is DOCKER_HUB_CONFIG_KEY. */
+export function isDockerHubHost(host: string): boolean {
+  return DOCKER_HUB_HOSTS.has(host.toLowerCase());
+}
+
 export interface DockerConfigFile {
   auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string }>;
   credHelpers?: Record<string, string>;

@@ -30,10 +30,14 @@ export interface TokenServer {
   refreshToken: string;
   /** Every token request, in order. */
   requests: TokenRequestRecord[];
+  /** Every token issued, in order, so tests can check none leaks into output. */
+  issued: string[];
   /** Lifetime given to new tokens, in seconds (tests shorten it). */
   expiresIn: number;
   /** The next this-many tokens are issued already expired (beyond the registry's 60 s leeway) while advertising a normal lifetime. */
   expiredTokens: number;
+  /** Like expiredTokens, but only for tokens that grant push: a token that expires mid-push. */
+  expiredPushTokens: number;
   stop(): Promise<void>;
 }
 
@@ -71,8 +75,9 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
   const password = randomBytes(12).toString('hex');
   const refreshToken = randomBytes(12).toString('hex');
   const requests: TokenRequestRecord[] = [];
+  const issued: string[] = [];
 
-  const state = { expiresIn: options.expiresIn ?? 300, expiredTokens: 0 };
+  const state = { expiresIn: options.expiresIn ?? 300, expiredTokens: 0, expiredPushTokens: 0 };
 
   const handle = (req: IncomingMessage, res: ServerResponse, form: URLSearchParams | undefined): void => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
@@ -118,6 +123,9 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     if (state.expiredTokens > 0) {
       state.expiredTokens--;
       now -= state.expiresIn + 600;
+    } else if (state.expiredPushTokens > 0 && access.some((a) => a.actions.includes('push'))) {
+      state.expiredPushTokens--;
+      now -= state.expiresIn + 600;
     }
     const headerPart = base64url(JSON.stringify({ typ: 'JWT', alg: 'ES256', x5c: [certDer.toString('base64')] }));
     const claims = {
@@ -133,6 +141,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     const signingInput = `${headerPart}.${base64url(JSON.stringify(claims))}`;
     const signature = sign('sha256', Buffer.from(signingInput), { key, dsaEncoding: 'ieee-p1363' });
     const token = `${signingInput}.${base64url(signature)}`;
+    issued.push(token);
     res
       .writeHead(200, { 'content-type': 'application/json' })
       .end(JSON.stringify({ token, access_token: token, expires_in: state.expiresIn, issued_at: new Date().toISOString() }));
@@ -165,6 +174,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     password,
     refreshToken,
     requests,
+    issued,
     get expiresIn() {
       return state.expiresIn;
     },
@@ -176,6 +186,12 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     },
     set expiredTokens(v: number) {
       state.expiredTokens = v;
+    },
+    get expiredPushTokens() {
+      return state.expiredPushTokens;
+    },
+    set expiredPushTokens(v: number) {
+      state.expiredPushTokens = v;
     },
     stop: () =>
       new Promise<void>((resolve) => {
