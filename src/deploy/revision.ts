@@ -123,15 +123,7 @@ export class Revision {
       }
       if (await answersHttp(this.port, Math.min(remaining, 1000), signal)) return performance.now() - started;
       const interval = attempt < 100 ? 2 : 25;
-      const pause = new AbortController();
-      const onAbort = () => pause.abort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        await Promise.race([delay(Math.min(interval, Math.max(remaining, 1)), undefined, { signal: pause.signal }).catch(() => undefined), this.exited]);
-      } finally {
-        pause.abort();
-        signal?.removeEventListener('abort', onAbort);
-      }
+      await Promise.race([sleep(Math.min(interval, remaining), signal), this.exited]);
     }
   }
 
