@@ -10,9 +10,7 @@ import { parsePlatform } from '../go/platform.js';
 import type { Platform } from '../image/types.js';
 import { startDevSession, type DevServiceRequest } from '../dev/session.js';
 import { retainLatest } from '../registry/server/index.js';
-import { redact } from '../redact.js';
-import { createJsonReporter } from '../../ui/json.js';
-import { createPlainReporter } from '../../ui/plain.js';
+import { createDevReporter } from './dev-reporter.js';
 import { namingMode, type BuildFlags } from './common.js';
 import { resolveDockerRepo } from './docker-repo.js';
 import { addTargetFlags, remotePlatform, remoteTargets, targetKind, type TargetFlags } from './targets.js';
@@ -70,8 +68,17 @@ function hostPlatform(): Platform {
 
 async function runDev(targets: string[], flags: DevFlags, verbose: boolean): Promise<void> {
   const events = createEventBus();
-  if (flags.json) events.subscribe(createJsonReporter((line) => process.stdout.write(line + '\n')));
-  else events.subscribe(createPlainReporter({ write: (line) => process.stderr.write(redact(line) + '\n'), verbose }));
+  // --json, else the dashboard on a terminal, else plain lines. Its keys act on the session below.
+  const reporter = createDevReporter({
+    json: Boolean(flags.json),
+    verbose,
+    events,
+    controls: {
+      rebuild: () => session?.rebuildAll('r'),
+      setPaused: (paused) => session?.setPaused(paused),
+      quit: (how) => void stop(how === 'ctrl-c' ? 130 : 0),
+    },
+  });
 
   const inline = flags.config ? { configFile: flags.config } : {};
   const config = await resolveConfig(inline);
@@ -100,6 +107,7 @@ async function runDev(targets: string[], flags: DevFlags, verbose: boolean): Pro
       controller.abort();
       // Whatever happens, exit by the deadline: a dev daemon must never hang on Ctrl-C.
       setTimeout(() => process.exit(exitCode), SHUTDOWN_DEADLINE_MS).unref();
+      await reporter.close();
       await session?.close().catch(() => undefined);
       await repo.close().catch(() => undefined);
       process.exit(exitCode);
@@ -108,8 +116,11 @@ async function runDev(targets: string[], flags: DevFlags, verbose: boolean): Pro
   };
   process.once('SIGINT', () => void stop(130));
   process.once('SIGTERM', () => void stop(143));
+  // A closed terminal (or a killed tmux pane) must not orphan the revisions either.
+  process.once('SIGHUP', () => void stop(129));
 
   try {
+    reporter.show();
     session = await startDevSession({
       inline,
       config,
@@ -136,6 +147,7 @@ async function runDev(targets: string[], flags: DevFlags, verbose: boolean): Pro
         : {}),
     });
   } catch (err) {
+    await reporter.close();
     await repo.close();
     throw err;
   }

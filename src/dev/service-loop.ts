@@ -107,7 +107,11 @@ export class ServiceLoop {
   setPaused(paused: boolean): void {
     if (this.paused === paused) return;
     this.paused = paused;
-    if (!paused && this.pendingFiles.size > 0 && !this.timer && !this.closed) this.schedule();
+    if (!paused && this.pendingFiles.size > 0 && !this.timer && !this.closed) {
+      // Save → serving counts from the resume: the time spent paused was the user's choice.
+      this.firstChangeAt = performance.now();
+      this.schedule();
+    }
   }
 
   get isPaused(): boolean {

@@ -1,10 +1,11 @@
 // The connected dashboard: the store's snapshots, the terminal's size (it follows resizes) and the
 // keys. Keys only call the controls the CLI passed in; what they change comes back as events.
 import { useEffect, useRef, useState } from 'react';
-import { useInput, useStdin, useWindowSize } from 'ink';
+import { useInput, useStdin } from 'ink';
 import { DashboardView } from './components/dashboard.js';
 import type { DashboardStore } from './store.js';
 import { useEvents } from './use-events.js';
+import { useTerminalSize } from './use-terminal-size.js';
 
 export interface DashboardControls {
   /** Rebuild every service now (`r`). */
@@ -30,7 +31,7 @@ const MESSAGE_MS = 6000;
 
 export function App({ store, controls, cwd, color, size }: AppProps) {
   const snapshot = useEvents(store);
-  const window = useWindowSize();
+  const terminal = useTerminalSize(size);
   const { isRawModeSupported } = useStdin();
   const [showLogs, setShowLogs] = useState(false);
   const [showHelp, setShowHelp] = useState(false);
@@ -101,8 +102,9 @@ export function App({ store, controls, cwd, color, size }: AppProps) {
       state={snapshot.state}
       now={snapshot.now}
       frame={snapshot.frame}
-      columns={size?.columns ?? window.columns}
-      rows={size?.rows ?? window.rows}
+      columns={terminal.columns}
+      rows={terminal.rows}
+      fill
       showLogs={showLogs}
       showHelp={showHelp}
       {...(message ? { message } : {})}

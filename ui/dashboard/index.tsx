@@ -1,8 +1,9 @@
 // The dashboard reporter's entry: `renderDashboard` subscribes a store to the bus at once (so no
 // event is missed while React mounts), renders the App with Ink on the terminal, and hands back
 // `close()` for the CLI's shutdown path, which draws the last state and gives the terminal back.
-import { render } from 'ink';
+import { render, renderToString } from 'ink';
 import { App, type DashboardControls } from './app.js';
+import { DashboardView } from './components/dashboard.js';
 import { createDashboardStore, type DashboardStore, type EventSource } from './store.js';
 
 export type { DashboardControls } from './app.js';
@@ -10,7 +11,8 @@ export { createDashboardStore } from './store.js';
 export { reduce, reduceAll, initialState } from './state.js';
 
 export interface DashboardOptions {
-  events: EventSource;
+  /** The bus, or a store already subscribed to it (so events before the first frame are kept). */
+  events: EventSource | DashboardStore;
   controls: DashboardControls;
   stdout: NodeJS.WriteStream;
   stdin: NodeJS.ReadStream;
@@ -25,12 +27,15 @@ export interface DashboardOptions {
 
 export interface DashboardHandle {
   store: DashboardStore;
-  /** Draws the final state and restores the terminal; safe to call twice. */
+  /**
+   * Leaves the full-screen dashboard and prints the final state once on the normal screen (so the
+   * timings stay in the scrollback); safe to call twice.
+   */
   close(): Promise<void>;
 }
 
 export function renderDashboard(options: DashboardOptions): DashboardHandle {
-  const store = createDashboardStore(options.events, { intervalMs: options.intervalMs ?? 100 });
+  const store = 'getSnapshot' in options.events ? options.events : createDashboardStore(options.events, { intervalMs: options.intervalMs ?? 100 });
   const instance = render(<App store={store} controls={options.controls} color={options.color} {...(options.cwd ? { cwd: options.cwd } : {})} />, {
     stdout: options.stdout,
     stdin: options.stdin,
@@ -42,6 +47,9 @@ export function renderDashboard(options: DashboardOptions): DashboardHandle {
     incrementalRendering: true,
     // The CLI only picks the dashboard for a TTY; CI=true must not turn it into a final-frame dump.
     interactive: true,
+    // A full-screen app, like htop: a terminal that narrows reflows what is on the primary screen
+    // (old frames wrap into rows Ink no longer knows about); the alternate screen is not reflowed.
+    alternateScreen: true,
   });
   let closing: Promise<void> | undefined;
   return {
@@ -49,10 +57,16 @@ export function renderDashboard(options: DashboardOptions): DashboardHandle {
     close() {
       closing ??= (async () => {
         store.flush();
-        await instance.waitUntilRenderFlush().catch(() => undefined);
         instance.unmount();
         store.close();
         await instance.waitUntilExit().catch(() => undefined);
+        const { state, now, frame } = store.getSnapshot();
+        const columns = options.stdout.columns || 80;
+        const summary = renderToString(
+          <DashboardView state={state} now={now} frame={frame} columns={columns} rows={Math.max(24, options.stdout.rows || 24)} color={options.color} {...(options.cwd ? { cwd: options.cwd } : {})} />,
+          { columns },
+        );
+        options.stdout.write(summary + '\n');
       })();
       return closing;
     },

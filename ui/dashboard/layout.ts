@@ -1,7 +1,6 @@
 // Fitting the dashboard to the terminal. Every line is one terminal row (the view truncates, never
 // wraps), so the height is known before rendering: start from everything and give up detail in a
-// fixed order until it fits in rows − 1 (a frame as tall as the screen makes Ink clear and redraw
-// the whole screen, which flickers). Columns decide which stages the table can show.
+// fixed order until it fits the rows. Columns decide which stages the table can show.
 import type { Column } from './stats.js';
 
 export type TableRow = 'cold' | 'p50' | 'p90' | 'speedup';
@@ -50,7 +49,7 @@ export function planLayout(input: LayoutInput): Plan {
   const compact = input.columns < 80;
   const labelWidth = compact ? 9 : 11;
   const cellWidth = compact ? 8 : 9;
-  const budget = Math.max(4, input.rows - 1);
+  const budget = Math.max(4, input.rows);
   const plan: Plan = {
     compact,
     gaps: true,

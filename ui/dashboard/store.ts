@@ -33,6 +33,11 @@ export interface StoreOptions {
   /** Time between snapshots when nothing runs (time-ago texts). */
   idleIntervalMs?: number;
   clock?: () => number;
+  /**
+   * Applied to each event when it is folded, off the emit path (the CLI scrubs secrets here). An
+   * event it returns undefined for is dropped.
+   */
+  prepare?: (event: TskoEvent) => TskoEvent | undefined;
 }
 
 export function createDashboardStore(source: EventSource, options: StoreOptions = {}): DashboardStore {
@@ -65,7 +70,10 @@ export function createDashboardStore(source: EventSource, options: StoreOptions 
     const batch = queue;
     queue = [];
     let state = snapshot.state;
-    for (const action of batch) state = reduce(state, action);
+    for (const action of batch) {
+      const ready = options.prepare && action.type !== 'dashboard.clear-history' ? options.prepare(action) : action;
+      if (ready) state = reduce(state, ready);
+    }
     snapshot = { state, now: clock(), frame: snapshot.frame + 1 };
     for (const listener of listeners) listener();
     schedule(isRunning(state) ? intervalMs : idleIntervalMs);
@@ -77,7 +85,7 @@ export function createDashboardStore(source: EventSource, options: StoreOptions 
     schedule(Math.max(0, snapshot.now + intervalMs - clock()));
   };
 
-  const unsubscribe = source.subscribe(enqueue);
+  const unsubscribe = source.subscribe((event) => enqueue(event));
   schedule(0);
 
   return {

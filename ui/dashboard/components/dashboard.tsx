@@ -21,6 +21,11 @@ export interface DashboardViewProps {
   /** Where tsko runs: changed files are shown relative to it. */
   cwd?: string;
   color?: boolean;
+  /**
+   * Exactly `rows` tall, the key line pinned to the bottom (the live, full-screen dashboard): Ink
+   * then owns every row, so a resize never leaves pieces of an older frame behind.
+   */
+  fill?: boolean;
 }
 
 /** A notice stays on screen for a minute; an error until the history is cleared. */
@@ -65,22 +70,26 @@ export function DashboardView(props: DashboardViewProps) {
   return (
     <ThemeContext.Provider value={{ color: props.color ?? true }}>
       {/* One column fixed to the terminal's width; every line truncates, so nothing wraps. */}
-      <Box flexDirection="column" width={width}>
-        <Header state={state} compact={plan.compact} />
-        {plan.gaps ? <Text> </Text> : null}
-        {props.showHelp ? (
-          <Help width={width} />
-        ) : (
-          <>
-            {state.services.length === 0 ? <Text dimColor>starting…</Text> : null}
-            {state.services.map((service) => (
-              <ServiceBlock key={service.name} service={service} plan={plan} now={now} frame={frame} width={width} cwd={props.cwd} />
-            ))}
-            {plan.logRows > 0 ? <Logs title={logs.title} lines={logs.lines} rows={plan.logRows} /> : null}
-            {plan.notice && notice ? <NoticeLine notice={notice} /> : null}
-          </>
-        )}
-        <Footer compact={plan.compact} message={props.message} paused={state.paused} showLogs={Boolean(props.showLogs)} />
+      <Box flexDirection="column" width={width} {...(props.fill ? { height: Math.max(1, rows), overflow: 'hidden' as const } : {})}>
+        <Box flexDirection="column" flexGrow={1} flexShrink={1} overflow="hidden">
+          <Header state={state} compact={plan.compact} />
+          {plan.gaps ? <Text> </Text> : null}
+          {props.showHelp ? (
+            <Help width={width} />
+          ) : (
+            <>
+              {state.services.length === 0 ? <Text dimColor>starting…</Text> : null}
+              {state.services.map((service) => (
+                <ServiceBlock key={service.name} service={service} plan={plan} now={now} frame={frame} width={width} cwd={props.cwd} />
+              ))}
+              {plan.logRows > 0 ? <Logs title={logs.title} lines={logs.lines} rows={plan.logRows} /> : null}
+              {plan.notice && notice ? <NoticeLine notice={notice} /> : null}
+            </>
+          )}
+        </Box>
+        <Box flexShrink={0}>
+          <Footer compact={plan.compact} message={props.message} paused={state.paused} showLogs={Boolean(props.showLogs)} />
+        </Box>
       </Box>
     </ThemeContext.Provider>
   );

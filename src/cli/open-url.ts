@@ -1,0 +1,45 @@
+// The dashboard's `o` key: hand a service URL to the desktop's opener (xdg-open, or open on
+// macOS) when there is one, detached and silent so it cannot scribble on the dashboard. It never
+// fails: without an opener, or if it will not start, the answer is the URL to open by hand.
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+export function findOnPath(name: string, path: string | undefined): string | undefined {
+  for (const dir of (path ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // Not here; try the next dir.
+    }
+  }
+  return undefined;
+}
+
+export interface OpenUrlOptions {
+  path: string | undefined;
+  platform: NodeJS.Platform;
+}
+
+/** Resolves with what to tell the user; never rejects. */
+export function openUrl(url: string, options: OpenUrlOptions): Promise<string> {
+  // Only what a target reports as its address; never a file or a custom scheme.
+  if (!/^https?:\/\//.test(url)) return Promise.resolve(`not opening ${url}`);
+  const opener = findOnPath(options.platform === 'darwin' ? 'open' : 'xdg-open', options.path);
+  if (!opener) return Promise.resolve(`no xdg-open here; open ${url}`);
+  return new Promise((resolve) => {
+    try {
+      const child = spawn(opener, [url], { stdio: 'ignore', detached: true });
+      child.once('error', () => resolve(`could not run ${opener}; open ${url}`));
+      child.once('spawn', () => {
+        child.unref();
+        resolve(`opened ${url}`);
+      });
+    } catch {
+      resolve(`could not run ${opener}; open ${url}`);
+    }
+  });
+}
