@@ -37,7 +37,8 @@ export function parseDocuments(file: SourceFile): ParsedDocument[] {
   for (const [i, document] of documents.entries()) {
     const error = document.errors[0];
     if (error) {
-      const pos = lines.linePos(error.pos[0]);
+      // An error found at the end of input (an unclosed quote) points at the last line with text.
+      const pos = lines.linePos(Math.min(error.pos[0], Math.max(0, file.text.trimEnd().length - 1)));
       throw new TskoError('RESOLVE', `${file.name}:${pos.line}:${pos.col}: invalid YAML: ${error.message.split('\n')[0] ?? ''}`);
     }
     // `---` at the end of a file, or two in a row, make empty documents: nothing to pass on.
