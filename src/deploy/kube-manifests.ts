@@ -1,6 +1,7 @@
 // The manifests mode's YAML work: every `ko://<import path>` string in the named files becomes the
-// pushed digest reference, edited in place through the yaml package's Document API so comments,
-// key order and quoting survive into what is applied.
+// pushed digest reference. The yaml package's Document API finds the scalars and their source
+// ranges; the reference is spliced into the file's own text there, in the scalar's quoting, so
+// comments, indentation and key order reach the server exactly as written.
 import { readFile } from 'node:fs/promises';
 import { isScalar, parseAllDocuments, visit, type Document } from 'yaml';
 import { TskoError } from '../errors.js';
@@ -41,37 +42,57 @@ export async function resolveManifests(files: string[], references: ReadonlyMap<
         hint: 'check dev.kubernetes.manifests in the config',
       });
     }
+    let previousEnd = 0;
     for (const [index, doc] of parseAllDocuments(text).entries()) {
+      // The text from the previous document's end keeps this one's leading comments and `---`.
+      const start = previousEnd;
+      previousEnd = doc.range[2];
       if (doc.errors.length > 0) {
         const first = doc.errors[0]?.message.split('\n')[0];
         throw new TskoError('KUBE', `${file}: document ${index + 1} is not valid YAML: ${first}`);
       }
       if (doc.contents === null) continue;
       const object = describe(doc, file, index);
-      const missing = resolveDocument(doc, references);
+      const { missing, edits } = resolveDocument(doc, references);
       if (missing.length > 0) {
         skipped.push({ object: `${object.kind}/${object.name}`, missing });
         continue;
       }
-      objects.push({ ...object, yaml: doc.toString() });
+      let yaml = text.slice(start, doc.range[2]);
+      for (const edit of edits.sort((a, b) => b.from - a.from)) {
+        yaml = yaml.slice(0, edit.from - start) + edit.text + yaml.slice(edit.to - start);
+      }
+      objects.push({ ...object, yaml });
     }
   }
   return { objects, skipped };
 }
 
-/** Replaces every ko:// scalar it knows; returns the import paths it does not know. */
-function resolveDocument(doc: Document, references: ReadonlyMap<string, string>): string[] {
+interface Edit {
+  from: number;
+  to: number;
+  text: string;
+}
+
+/** The source edits that put a reference in every ko:// scalar it knows, and the import paths it does not know. */
+function resolveDocument(doc: Document, references: ReadonlyMap<string, string>): { missing: string[]; edits: Edit[] } {
   const missing = new Set<string>();
+  const edits: Edit[] = [];
   visit(doc, {
     Scalar(_key, node) {
       if (typeof node.value !== 'string' || !node.value.startsWith(KO_PREFIX)) return;
       const importPath = node.value.slice(KO_PREFIX.length).trim();
       const reference = references.get(importPath);
-      if (reference === undefined) missing.add(importPath);
-      else node.value = reference;
+      if (reference === undefined) {
+        missing.add(importPath);
+        return;
+      }
+      if (!node.range) throw new TskoError('INTERNAL', `no source position for ko://${importPath}`);
+      const text = node.type === 'QUOTE_SINGLE' ? `'${reference}'` : node.type === 'QUOTE_DOUBLE' ? JSON.stringify(reference) : reference;
+      edits.push({ from: node.range[0], to: node.range[1], text });
     },
   });
-  return [...missing];
+  return { missing: [...missing], edits };
 }
 
 function describe(doc: Document, file: string, index: number): Omit<ManifestObject, 'yaml'> {
