@@ -1,0 +1,81 @@
+// ko, the tool tsko is measured against: the pinned version installed once into a cache dir with
+// `go install` from the Go module proxy, a registry of tsko's own implementation for it to push
+// to (its own root, its own port), and one timed `ko build` of the example.
+import { access, mkdir } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { Platform } from '../src/image/types.js';
+import { pushBuiltinBase } from './base-image.js';
+import { freePort, tail, waitForHttp, type Children } from './children.js';
+
+export const KO_MODULE = 'github.com/google/ko';
+
+export type KoBinary = { available: true; path: string; version: string } | { available: false; reason: string };
+
+/** ko at `<cache>/tsko-dev/ko/<version>/ko`, built there from the module proxy when missing. */
+export async function ensureKo(children: Children, version: string, env: NodeJS.ProcessEnv): Promise<KoBinary> {
+  const cacheHome = env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  const dir = join(cacheHome, 'tsko-dev', 'ko', version);
+  const path = join(dir, 'ko');
+  if (!(await exists(path))) {
+    await mkdir(dir, { recursive: true });
+    process.stderr.write(`bench: installing ko ${version} into ${dir} (go install, once)…\n`);
+    const install = await children.spawn('go', ['install', `${KO_MODULE}@${version}`], {
+      env: { ...stringEnv(env), GOBIN: dir, CGO_ENABLED: '0' },
+      extendEnv: false,
+      timeout: 10 * 60_000,
+      stdin: 'ignore',
+    });
+    if (install.exitCode !== 0 || !(await exists(path))) {
+      return { available: false, reason: `go install ${KO_MODULE}@${version} failed: ${tail(String(install.stderr ?? install.message), 5)}` };
+    }
+  }
+  const probe = await children.spawn(path, ['version'], { timeout: 30_000, stdin: 'ignore' });
+  if (probe.exitCode !== 0) return { available: false, reason: `${path} version failed: ${tail(String(probe.stderr), 5)}` };
+  return { available: true, path, version: String(probe.stdout).trim() || version };
+}
+
+export interface KoRegistry {
+  address: string;
+  /** A digest reference to the builtin base, pushed there. */
+  base: string;
+}
+
+/** `tsko registry serve` on a free loopback port with its own root, the base pushed into it. */
+export async function startKoRegistry(children: Children, tskoBin: string, root: string, platform: Platform): Promise<KoRegistry> {
+  const address = `127.0.0.1:${await freePort()}`;
+  children.spawn(process.execPath, [tskoBin, 'registry', 'serve', '--addr', address, '--root', root], { stdin: 'ignore', buffer: false, stdout: 'ignore', stderr: 'ignore' });
+  await waitForHttp(`http://${address}/v2/`, 30_000);
+  const base = await pushBuiltinBase(address, 'base', platform);
+  return { address, base };
+}
+
+export interface KoRun {
+  ms: number;
+  reference: string;
+}
+
+/** One `ko build` of the package in `cwd`, timed from spawn to exit. */
+export async function koBuild(children: Children, ko: string, cwd: string, env: Record<string, string>, timeoutMs: number): Promise<KoRun> {
+  const started = performance.now();
+  // SBOMs off, as Skaffold's ko builder runs it: only the image is compared.
+  const result = await children.spawn(ko, ['build', '--sbom=none', '.'], { cwd, env, extendEnv: false, timeout: timeoutMs, stdin: 'ignore' });
+  const ms = performance.now() - started;
+  if (result.exitCode !== 0) throw new Error(`ko build failed (exit ${result.exitCode ?? result.signal}):\n${tail(String(result.stderr))}`);
+  return { ms, reference: String(result.stdout).trim() };
+}
+
+export function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) if (value !== undefined) out[key] = value;
+  return out;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

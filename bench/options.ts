@@ -1,0 +1,88 @@
+// The benchmark's knobs: flags first, then BENCH_* env, then defaults; `--quick` shrinks every count
+// for a sanity run and writes outside the repo unless --out says otherwise.
+import { parseArgs } from 'node:util';
+
+export interface BenchOptions {
+  quick: boolean;
+  /** Cold pairs (tsko, ko), each on empty caches. */
+  cold: number;
+  /** Timed warm rounds (tsko save, go build, ko build each). */
+  warm: number;
+  /** Untimed rounds first, so one-off costs (first link in a new dir) are not in the medians. */
+  warmup: number;
+  comment: number;
+  /** Saves in the RSS phase, and its time bound. */
+  rss: number;
+  rssMinutes: number;
+  /** Quiet time after each settled save (a person does not save every millisecond). */
+  gapMs: number;
+  /** Saves made in the profiled daemon when a target is missed. */
+  profileSaves: number;
+  /** Profile even when every target is met. */
+  profile: boolean;
+  ko: boolean;
+  koVersion: string;
+  /** The whole run's bound. */
+  maxMinutes: number;
+  /** Where results.json and results.md go; undefined: bench/ for a full run, a temp dir for --quick. */
+  out: string | undefined;
+}
+
+const HELP = `npm run bench -- [--quick] [--cold N] [--warm N] [--warmup N] [--comment N] [--rss N] [--rss-minutes M]
+                   [--gap-ms MS] [--profile] [--profile-saves N] [--no-ko] [--ko-version vX.Y.Z]
+                   [--max-minutes M] [--out DIR]
+env: BENCH_COLD, BENCH_WARM, BENCH_WARMUP, BENCH_COMMENT, BENCH_RSS, BENCH_RSS_MINUTES, BENCH_GAP_MS,
+     BENCH_PROFILE_SAVES, BENCH_KO_VERSION, BENCH_MAX_MINUTES, BENCH_NO_KO=1`;
+
+export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): BenchOptions | 'help' {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      quick: { type: 'boolean' },
+      cold: { type: 'string' },
+      warm: { type: 'string' },
+      warmup: { type: 'string' },
+      comment: { type: 'string' },
+      rss: { type: 'string' },
+      'rss-minutes': { type: 'string' },
+      'gap-ms': { type: 'string' },
+      profile: { type: 'boolean' },
+      'profile-saves': { type: 'string' },
+      'no-ko': { type: 'boolean' },
+      'ko-version': { type: 'string' },
+      'max-minutes': { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) return 'help';
+  const quick = Boolean(values.quick);
+  const count = (flag: string | undefined, envValue: string | undefined, full: number, short: number, name: string): number => {
+    const raw = flag ?? envValue;
+    if (raw === undefined || raw === '') return quick ? short : full;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got "${raw}"`);
+    return n;
+  };
+  return {
+    quick,
+    cold: Math.max(1, Math.round(count(values.cold, env.BENCH_COLD, 3, 1, '--cold'))),
+    warm: Math.max(1, Math.round(count(values.warm, env.BENCH_WARM, 20, 3, '--warm'))),
+    warmup: Math.round(count(values.warmup, env.BENCH_WARMUP, 1, 1, '--warmup')),
+    comment: Math.max(1, Math.round(count(values.comment, env.BENCH_COMMENT, 3, 1, '--comment'))),
+    rss: Math.round(count(values.rss, env.BENCH_RSS, 200, 20, '--rss')),
+    rssMinutes: count(values['rss-minutes'], env.BENCH_RSS_MINUTES, 10, 2, '--rss-minutes'),
+    gapMs: Math.round(count(values['gap-ms'], env.BENCH_GAP_MS, 500, 300, '--gap-ms')),
+    profileSaves: Math.round(count(values['profile-saves'], env.BENCH_PROFILE_SAVES, 10, 3, '--profile-saves')),
+    profile: Boolean(values.profile),
+    ko: !values['no-ko'] && env.BENCH_NO_KO !== '1',
+    koVersion: values['ko-version'] ?? env.BENCH_KO_VERSION ?? 'v0.19.1',
+    maxMinutes: count(values['max-minutes'], env.BENCH_MAX_MINUTES, 45, 15, '--max-minutes'),
+    out: values.out,
+  };
+}
+
+export function helpText(): string {
+  return HELP;
+}

@@ -1,0 +1,138 @@
+// bench/results.md: the timing table (medians and p90s), the targets met or missed, bytes per
+// iteration, RSS, and for each missed target the numbers (stages, profile) that say why.
+import { percentile, type Summary } from './stats.js';
+import { STAGES, kbToMb, medianColdRun, type Results } from './results.js';
+
+function cell(x: number | undefined | null): string {
+  if (x === undefined || x === null || Number.isNaN(x)) return '–';
+  return x >= 100 ? String(Math.round(x)) : String(Math.round(x * 10) / 10);
+}
+
+function row(name: string, s: Summary | undefined): string {
+  return `| ${name} | ${s?.n ?? 0} | ${cell(s?.median)} | ${cell(s?.p90)} | ${cell(s?.min)} | ${cell(s?.max)} |`;
+}
+
+function median(samples: readonly number[] | undefined): number | undefined {
+  return samples && samples.length > 0 ? percentile(samples, 0.5) : undefined;
+}
+
+/** Why each missed target was missed, from the per-stage numbers and the profile. */
+export function explainMisses(results: Omit<Results, 'why' | 'notes'>): string[] {
+  const why: string[] = [];
+  const { tsko, goBuild, ko } = results.warm;
+  const build = median(tsko.stages.build);
+  const pushed = median(tsko.saveToPushed);
+  const floor = median(goBuild);
+  const rest = (label: string) => {
+    const parts = ['trigger', 'layer', 'push']
+      .map((stage) => `${stage} ${cell(median(tsko.stages[stage as keyof typeof tsko.stages]))}`)
+      .join(', ');
+    return `${label}: build stage median ${cell(build)} ms vs go build alone ${cell(floor)} ms (${build !== undefined && floor ? (build / floor).toFixed(2) : '–'}×); ` +
+      `the rest of save→pushed ${cell(pushed !== undefined && build !== undefined ? pushed - build : undefined)} ms (watch latency ${cell(median(tsko.watchLatency))}, ${parts} ms).`;
+  };
+  for (const target of results.targets) {
+    if (target.met !== false) continue;
+    if (target.name.includes('go build alone')) why.push(rest('save→pushed vs go build'));
+    else if (target.name.includes("ko's warm")) {
+      const koWarm = median(ko);
+      const limit = koWarm !== undefined ? koWarm / 2 : undefined;
+      const floorNote =
+        limit !== undefined && floor !== undefined && limit < floor
+          ? ` On this machine the target is out of reach for any tool that runs go build: 0.5 × ko (${cell(limit)} ms) is below go build alone (${cell(floor)} ms); ko's own overhead over go build is only ${cell(koWarm !== undefined ? koWarm - floor : undefined)} ms.`
+          : '';
+      why.push(`${rest('save→pushed vs ko')} ko warm median ${cell(koWarm)} ms.${floorNote}`);
+    } else if (target.name.includes('cold')) {
+      const c = medianColdRun(results.cold.tsko);
+      why.push(
+        `cold (median run): spawn→pushed ${cell(c?.spawnToPushed)} ms = startup ${cell(c?.startup)} (config, registry, go list, watcher) + build ${cell(c?.stages.build)} + layer ${cell(c?.stages.layer)} + push ${cell(c?.stages.push)} ms; ko cold median ${cell(median(results.cold.ko))} ms. Both compile the standard library into an empty GOCACHE.`,
+      );
+    } else if (target.name.includes('comment-only')) {
+      why.push(`comment-only: ${target.measured}.`);
+    } else if (target.name.includes('RSS') && results.rss) {
+      why.push(`RSS samples (save: MB): ${results.rss.samples.map((s) => `${s.save}: ${kbToMb(s.kb)}`).join(', ')}.`);
+    }
+  }
+  return why;
+}
+
+export function renderMarkdown(results: Results): string {
+  const s = results.summary;
+  const m = results.machine;
+  const c = medianColdRun(results.cold.tsko);
+  const lines: string[] = [];
+  lines.push('# tsko benchmark results', '');
+  lines.push(
+    `Run ${results.startedAt} (${Math.round(results.durationS)} s${results.quick ? ', --quick' : ''}) on ${m.cores} cores (${m.cpuModel}), ${m.memoryGb} GB, Linux ${m.kernel}; ` +
+      `Node ${m.node}, ${m.go}, ko ${m.ko ?? 'not available'}; tsko ${m.tsko}. Load average (1 min) ${m.loadavgStart[0]} at the start, ${m.loadavgEnd[0]} at the end.`,
+    '',
+  );
+  lines.push(
+    'Saves are in-place writes of `examples/hello/main.go` (a temp copy) changing the `version` string; times are from the write. ' +
+      'Each warm round is one tsko save, one `go build`, one `ko build`, interleaved so load from other work hits all three alike. Raw samples: `results.json`.',
+    '',
+  );
+  lines.push('## Timings (ms)', '', '| measure | n | median | p90 | min | max |', '|---|---:|---:|---:|---:|---:|');
+  lines.push(row('**tsko cold: spawn → pushed**', s['tsko cold spawn→pushed']));
+  lines.push(row('tsko cold: spawn → serving', s['tsko cold spawn→serving']));
+  lines.push(
+    `| &nbsp;&nbsp;median cold run: startup ${cell(c?.startup)}, build ${cell(c?.stages.build)}, layer ${cell(c?.stages.layer)}, push ${cell(c?.stages.push)}, deploy ${cell(c?.stages.deploy)} (ready ${cell(c?.stages.ready)}) | | | | | |`,
+  );
+  lines.push(row('**ko build cold**', s['ko build cold']));
+  lines.push(row('**tsko warm: save → pushed**', s['tsko warm save→pushed']));
+  lines.push(row('**tsko warm: save → serving**', s['tsko warm save→serving']));
+  lines.push(row('&nbsp;&nbsp;save → file event (watch latency)', s['tsko warm watch latency']));
+  for (const stage of STAGES) lines.push(row(`&nbsp;&nbsp;stage ${stage}`, s[`tsko warm stage ${stage}`]));
+  lines.push(row('**go build alone** (floor)', s['go build alone (floor)']));
+  lines.push(row('**ko build warm**', s['ko build warm']));
+  lines.push(row(`tsko save → serving over the RSS phase`, s['tsko RSS-phase save→serving']));
+  lines.push('');
+  lines.push('## Targets', '', '| target | limit | measured | |', '|---|---|---|---|');
+  for (const t of results.targets) lines.push(`| ${t.name} | ${t.limit} | ${t.measured} | ${t.met === null ? 'n/a' : t.met ? 'met' : '**missed**'} |`);
+  lines.push('');
+  const bytes = s['tsko warm bytes pushed'];
+  lines.push('## Bytes per iteration', '');
+  lines.push(
+    `Warm save: median ${cell(bytes?.median)} bytes pushed (${cell(median(results.warm.tsko.blobsPushed))} blobs pushed, ${cell(median(results.warm.tsko.blobsSkipped))} skipped). ` +
+      `Cold: ${c?.bytesPushed ?? '–'} bytes in ${c?.blobsPushed ?? '–'} blobs. Comment-only: ${results.comment.map((x) => `${x.bytesPushed} bytes (${x.result}, ${cell(x.saveToEnd)} ms)`).join('; ')}.`,
+    '',
+  );
+  if (results.rss) {
+    const r = results.rss;
+    lines.push('## Daemon RSS', '');
+    lines.push(
+      `VmRSS of the \`tsko dev\` process (its embedded registry included, revisions not): ${kbToMb(r.baselineKb)} MB at save ${r.baselineSave}, ${kbToMb(r.finalKb)} MB after save ${r.finalSave} ` +
+        `(${r.growthMb} MB growth; ${Math.round(r.elapsedS)} s${r.bounded ? ', stopped by the time bound' : ''}). Samples (save: MB): ${r.samples.map((x) => `${x.save}: ${kbToMb(x.kb)}`).join(', ')}.`,
+      '',
+    );
+  }
+  if (results.shutdown) {
+    const d = results.shutdown;
+    lines.push(`Shutdown: SIGTERM → exit in ${cell(d.ms)} ms${d.exitedByItself ? '' : ' (had to be killed)'}; processes left behind: ${d.leftoverPids.length}.`, '');
+  }
+  if (results.why.length > 0 || results.profile) {
+    lines.push('## Why targets were missed', '');
+    for (const w of results.why) lines.push(`- ${w}`);
+    const p = results.profile;
+    if (p) {
+      lines.push(
+        '',
+        `Daemon CPU profile (\`node --cpu-prof\`, ${p.saves} warm saves, stage medians ${STAGES.map((st) => `${st} ${cell(p.stageMedians[st])}`).join(', ')} ms): ` +
+          `${p.busyMs} ms on the daemon's main thread of ${p.wallMs} ms wall. Top self time by function:`,
+        '',
+        '| function | self ms | % of busy |',
+        '|---|---:|---:|',
+        ...p.topFunctions.map((f) => `| \`${f.name}\` | ${f.selfMs} | ${f.percent} |`),
+        '',
+        'By file:',
+        '',
+        '| file | self ms | % of busy |',
+        '|---|---:|---:|',
+        ...p.topFiles.map((f) => `| \`${f.name}\` | ${f.selfMs} | ${f.percent} |`),
+      );
+    }
+    lines.push('');
+  }
+  if (results.koUnavailable) lines.push(`ko was not available: ${results.koUnavailable}`, '');
+  if (results.notes.length > 0) lines.push('## Notes', '', ...results.notes.map((n) => `- ${n}`), '');
+  return lines.join('\n');
+}
