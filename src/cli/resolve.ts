@@ -56,10 +56,14 @@ export async function resolveYaml(flags: ResolveFlags, verbose: boolean): Promis
   const documents = loadDocuments(sources, selector);
   if (selector && documents.length === 0) {
     process.stderr.write(`tsko: no documents match the selector "${flags.selector}"\n`);
+    if (flags.imageRefs) await writeImageRefs(flags.imageRefs, []);
     return { yaml: '', nothingSelected: true };
   }
   // No ko:// at all: the YAML passes through without a registry or a build.
-  if (findReferences(documents).length === 0) return { yaml: stringifyDocuments(documents), nothingSelected: false };
+  if (findReferences(documents).length === 0) {
+    if (flags.imageRefs) await writeImageRefs(flags.imageRefs, []);
+    return { yaml: stringifyDocuments(documents), nothingSelected: false };
+  }
 
   const session = await openPublishSession(flags, verbose);
   try {
