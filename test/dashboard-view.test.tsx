@@ -95,9 +95,9 @@ describe('dashboard frames from a recorded session', () => {
     assert.match(frame, /✓ Updated in \d\.\d\d s · 4\.6 MB pushed · 2 blobs skipped · rev hello-00007 · http:\/\/127\.0\.0\.1:\d+/);
     assert.match(frame, /changed …\/hello\/main\.go/);
     assert.match(frame, /history · 9 iterations/);
-    assert.match(frame, /#1 +█+.* ✓ deployed +hello-00001 \(cold\)/);
-    assert.match(frame, /#7 +█+.* ✗ build failed/);
-    assert.match(frame, /#8 +█+.* = unchanged/);
+    assert.match(frame, /#1 +[█▏▎▍▌▋▊▉▸]+.* ✓ deployed +hello-00001 \(cold\)/);
+    assert.match(frame, /#7 +[█▏▎▍▌▋▊▉▸]+.* ✗ build failed/);
+    assert.match(frame, /#8 +[█▏▎▍▌▋▊▉▸]+.* = unchanged/);
     assert.match(frame, /r rebuild · p pause · o open · l logs · c clear · \? help · q quit/);
     assertFits(frame, 100, 30);
     unmount();
@@ -144,7 +144,7 @@ describe('dashboard frames from a recorded session', () => {
     assert.match(frame, /warm +p50, p90 and speed-up after the next deploy/);
     unmount();
     const all = render(<DashboardView state={reduceAll(failures)} now={failures.at(-1)!.time} frame={0} columns={100} rows={30} color={false} />);
-    assert.match(all.lastFrame() ?? '', /#3 +█+ +0\.10 s {2}↻ cancelled/);
+    assert.match(all.lastFrame() ?? '', /#3 +[█▏▎▍▌▋▊▉▸]+ +0\.10 s {2}↻ cancelled/);
     all.unmount();
   });
 });

@@ -50,6 +50,11 @@ export function createDevReporter(options: DevReporterOptions): DevReporter {
     kind: 'dashboard',
     show() {
       if (handle || closed) return;
+      // A terminal that goes away (closed window, killed tmux) fails reads and writes with EIO;
+      // unhandled, that would crash tsko before SIGHUP's shutdown has stopped the revisions.
+      const ignore = () => undefined;
+      process.stdout.on('error', ignore);
+      process.stdin.on('error', ignore);
       handle = renderDashboard({
         events: store,
         controls: { ...options.controls, openUrl: (url) => openUrl(url, { path: process.env.PATH, platform: process.platform }) },

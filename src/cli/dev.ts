@@ -114,10 +114,12 @@ async function runDev(targets: string[], flags: DevFlags, verbose: boolean): Pro
     })();
     return stopping;
   };
-  process.once('SIGINT', () => void stop(130));
-  process.once('SIGTERM', () => void stop(143));
+  // `on`, not `once` (stop runs once anyway): Ink's signal-exit re-raises a signal when it sees no
+  // other listener left, which a spent `once` listener is not, and the process would die mid-stop.
+  process.on('SIGINT', () => void stop(130));
+  process.on('SIGTERM', () => void stop(143));
   // A closed terminal (or a killed tmux pane) must not orphan the revisions either.
-  process.once('SIGHUP', () => void stop(129));
+  process.on('SIGHUP', () => void stop(129));
 
   try {
     reporter.show();
