@@ -170,7 +170,7 @@ describe('dashboard reducer: pause, clear, logs, limits', () => {
   it('keeps revision logs, and rollout messages from remote targets, in one bounded tail', () => {
     let state = reduceAll(session);
     assert.ok(only(state).logs.some((l) => l.revision === 'hello-00007' && /listening/.test(l.line)));
-    state = reduce(state, { type: 'rollout', service: 'hello', target: 'kubernetes', message: 'deployment "hello" successfully rolled out', time: 5 } as unknown as TskoEvent);
+    state = reduce(state, { type: 'rollout', service: 'hello', target: 'kubernetes', message: 'deployment "hello" successfully rolled out', time: 5 });
     assert.deepEqual(only(state).logs.at(-1), { time: 5, stream: 'rollout', line: 'deployment "hello" successfully rolled out' });
     for (let i = 0; i < LIMITS.logs * 2; i++) state = reduce(state, { type: 'revision.log', service: 'hello', revision: 'r', stream: 'stdout', line: String(i), time: 10 + i });
     assert.equal(only(state).logs.length, LIMITS.logs);

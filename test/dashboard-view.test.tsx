@@ -171,6 +171,18 @@ describe('dashboard in small terminals', () => {
     });
   }
 
+  it('fits two services in 80×24, each with its table and result', () => {
+    const twice = session.flatMap((e) => (e.service ? [e, { ...e, service: 'api', time: e.time + 1 }] : [e]));
+    const { lastFrame, unmount } = render(<DashboardView state={reduceAll(twice)} now={now} frame={0} columns={80} rows={24} color={false} fill />);
+    const frame = lastFrame() ?? '';
+    assertFits(frame, 80, 24);
+    assert.match(frame, /^✓ hello /m);
+    assert.match(frame, /^✓ api /m);
+    assert.equal(frame.match(/Updated in/g)?.length, 2);
+    assert.equal(frame.match(/cold #1/g)?.length, 2);
+    unmount();
+  });
+
   it('uses the compact layout under 80 columns: fewer stage columns, short labels, truncated lines', () => {
     const { lastFrame, unmount } = render(<DashboardView state={state} now={now} frame={0} columns={50} rows={24} color={false} />);
     const frame = lastFrame() ?? '';

@@ -279,24 +279,16 @@ export function reduce(state: DashboardState, action: DashboardAction): Dashboar
         time: event.time,
         ...(service ? { service } : {}),
       });
+    case 'rollout':
+      // A remote target's progress lines are its "logs" in the panel.
+      if (!service) return state;
+      return updateService(state, service, (s) => ({
+        ...s,
+        logs: pushBounded(s.logs, { time: event.time, stream: 'rollout', line: event.message }, LIMITS.logs),
+      }));
     default:
-      return reduceOther(state, event);
+      return state;
   }
-}
-
-/**
- * Events the dashboard reads by shape rather than by name, so a remote target's rollout messages
- * (`{type: 'rollout', message}`) show in the log panel whichever event types this build has.
- */
-function reduceOther(state: DashboardState, event: { type: string; service?: string; time: number }): DashboardState {
-  const message = (event as { message?: unknown }).message;
-  if (event.type === 'rollout' && event.service && typeof message === 'string') {
-    return updateService(state, event.service, (s) => ({
-      ...s,
-      logs: pushBounded(s.logs, { time: event.time, stream: 'rollout', line: message }, LIMITS.logs),
-    }));
-  }
-  return state;
 }
 
 export function reduceAll(events: Iterable<DashboardAction>, state: DashboardState = initialState()): DashboardState {
