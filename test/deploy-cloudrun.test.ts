@@ -100,6 +100,7 @@ describe('tsko deploy --target cloudrun', () => {
     fake.tokens.set('tok-dev', 'dev@example.com');
     fake.tokens.set('tok-viewer', 'viewer@example.com');
     fake.forbidden.add('viewer@example.com');
+    fake.addService(PROJECT, REGION, 'hello', 'example.com/hello:old');
     hello = await helloCopy('cloudrun');
   });
   after(() => fake.stop());
@@ -110,7 +111,6 @@ describe('tsko deploy --target cloudrun', () => {
   const image = (name = 'hello') => fake.service(PROJECT, REGION, name)?.template.containers[0].image as string;
 
   it('sets the image to the pushed digest, PATCHes with the etag, waits for the operation, and prints the URL', async () => {
-    fake.addService(PROJECT, REGION, 'hello', 'example.com/hello:old');
     const result = await deploy([]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(image(), DIGEST_REF);
