@@ -149,7 +149,7 @@ describe('tsko deploy --target cloudrun', () => {
     try {
       const result = await deploy([]);
       assert.equal(result.code, 1);
-      assert.match(errorLine(result.stderr), /^tsko: revision hello-00004-[0-9a-f]{3} of Cloud Run service "hello" failed: Revision 'hello-00004-[0-9a-f]{3}' is not ready and cannot serve traffic\. The user-provided container failed to start/);
+      assert.match(errorLine(result.stderr), /^tsko: revision hello-\d{5}-[0-9a-f]{3} of Cloud Run service "hello" failed: Revision 'hello-\d{5}-[0-9a-f]{3}' is not ready and cannot serve traffic\. The user-provided container failed to start/);
       assert.match(result.stderr, new RegExp(`hint: ${serving.split('/').pop()} keeps serving`));
       assert.equal(fake.service(PROJECT, REGION, 'hello')?.latestReadyRevision, serving);
     } finally {
