@@ -250,6 +250,14 @@ describe('tsko login / logout with htpasswd Basic auth', () => {
       const garbage = await dockerConfigDir({ credsStore: 'garbage' });
       assertFailsWith(await build(`${registry.host}/helper/garbage`, helperEnv(garbage)), /credential helper docker-credential-garbage printed something that is not JSON/);
     });
+
+    it('runs the real docker-credential-gcloud, and shows what it says when it has no account', async () => {
+      const dir = await dockerConfigDir({ credHelpers: { [registry.host]: 'gcloud' } });
+      // An empty gcloud config dir: no account, whatever the machine's gcloud is logged in as.
+      const cloudsdk = await makeTempDir('cloudsdk');
+      const result = await build(`${registry.host}/helper/gcloud`, { DOCKER_CONFIG: dir, CLOUDSDK_CONFIG: cloudsdk });
+      assertFailsWith(result, /^tsko: credential helper docker-credential-gcloud failed \(exit 1\): You do not currently have an active account selected/);
+    });
   });
 });
 
@@ -366,6 +374,15 @@ describe('TLS with a self-signed certificate through the CLI', () => {
     const insecure = await build(`${registry.host}/tls/app`, { DOCKER_CONFIG: dir }, ['--insecure-registry']);
     assert.equal(insecure.code, 0, insecure.stderr);
     assert.match(insecure.stdout, REF);
+
+    // registry.insecure names the registries that skip verification.
+    const listed = join(configDir, 'insecure.config.ts');
+    await writeFile(listed, `export default { defaultBaseImage: 'builtin://static', registry: { insecure: [${JSON.stringify(registry.host)}] } };\n`);
+    const byConfig = await build(`${registry.host}/tls/app`, { DOCKER_CONFIG: dir }, ['--config', listed]);
+    assert.equal(byConfig.code, 0, byConfig.stderr);
+    const other = join(configDir, 'other.config.ts');
+    await writeFile(other, "export default { defaultBaseImage: 'builtin://static', registry: { insecure: ['registry.example:5000'] } };\n");
+    assertFailsWith(await build(`${registry.host}/tls/app`, { DOCKER_CONFIG: dir }, ['--config', other]), /TLS verification failed/);
   });
 
   it('a registry.caFile that is missing or not PEM is a config error', async () => {

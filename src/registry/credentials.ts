@@ -7,6 +7,7 @@ import { homedir as osHomedir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { TskoError } from '../errors.js';
+import { redact } from '../redact.js';
 import type { Credentials } from './auth.js';
 import { DOCKER_HUB_REGISTRY } from './reference.js';
 
@@ -116,7 +117,10 @@ export const runCredentialHelper: HelperRunner = async (helper, input, env, sign
       });
     }
     if (signal?.aborted) throw new TskoError('ABORTED', 'aborted');
-    throw new TskoError('REGISTRY_AUTH', `credential helper docker-credential-${helper} failed (exit ${result.exitCode ?? 'none'})`);
+    // Helpers explain themselves on stdout (docker-credential-gcloud: "You do not currently have an
+    // active account selected…"); the first line is worth showing, redacted and bounded.
+    const said = `${String(result.stdout ?? '')}\n${String(result.stderr ?? '')}`.trim().split('\n')[0]?.trim().slice(0, 200) ?? '';
+    throw new TskoError('REGISTRY_AUTH', `credential helper docker-credential-${helper} failed (exit ${result.exitCode ?? 'none'})${said !== '' ? `: ${redact(said)}` : ''}`);
   }
   return String(result.stdout);
 };
