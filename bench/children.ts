@@ -107,14 +107,31 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** VmRSS of a process in kB, from /proc. */
-export function rssKb(pid: number): number | undefined {
+export interface MemoryKb {
+  rss: number;
+  /** Anonymous pages: JS heap, malloc, buffers. */
+  anon?: number;
+  /** File-backed pages: the mapped node binary and libraries. */
+  file?: number;
+}
+
+/** VmRSS of a process and its parts in kB, from /proc. */
+export function memoryKb(pid: number): MemoryKb | undefined {
+  let status: string;
   try {
-    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) : undefined;
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch {
     return undefined;
   }
+  const field = (name: string) => {
+    const match = new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, 'm').exec(status);
+    return match ? Number(match[1]) : undefined;
+  };
+  const rss = field('VmRSS');
+  if (rss === undefined) return undefined;
+  const anon = field('RssAnon');
+  const file = field('RssFile');
+  return { rss, ...(anon !== undefined ? { anon } : {}), ...(file !== undefined ? { file } : {}) };
 }
 
 /** Poll a URL until it answers (any status below 500) or the deadline passes. */

@@ -3,7 +3,7 @@
 // the end of the iteration it caused.
 import { createInterface } from 'node:readline';
 import type { IterationResult, Stage, TskoEvent } from '../src/events.js';
-import { rssKb, tail, type Children } from './children.js';
+import { memoryKb, tail, type Children, type MemoryKb } from './children.js';
 
 export interface DaemonOptions {
   tskoBin: string;
@@ -71,7 +71,11 @@ export class DevDaemon {
   }
 
   rssKb(): number | undefined {
-    return rssKb(this.pid);
+    return memoryKb(this.pid)?.rss;
+  }
+
+  memoryKb(): MemoryKb | undefined {
+    return memoryKb(this.pid);
   }
 
   stderrTail(): string {

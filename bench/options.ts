@@ -21,6 +21,9 @@ export interface BenchOptions {
   /** Profile even when every target is met. */
   profile: boolean;
   ko: boolean;
+  /** When RSS grows past the target: heap snapshots around `heapSaves` more saves. */
+  heap: boolean;
+  heapSaves: number;
   koVersion: string;
   /** The whole run's bound. */
   maxMinutes: number;
@@ -29,10 +32,10 @@ export interface BenchOptions {
 }
 
 const HELP = `npm run bench -- [--quick] [--cold N] [--warm N] [--warmup N] [--comment N] [--rss N] [--rss-minutes M]
-                   [--gap-ms MS] [--profile] [--profile-saves N] [--no-ko] [--ko-version vX.Y.Z]
+                   [--gap-ms MS] [--profile] [--profile-saves N] [--no-ko] [--no-heap] [--heap-saves N] [--ko-version vX.Y.Z]
                    [--max-minutes M] [--out DIR]
 env: BENCH_COLD, BENCH_WARM, BENCH_WARMUP, BENCH_COMMENT, BENCH_RSS, BENCH_RSS_MINUTES, BENCH_GAP_MS,
-     BENCH_PROFILE_SAVES, BENCH_KO_VERSION, BENCH_MAX_MINUTES, BENCH_NO_KO=1`;
+     BENCH_PROFILE_SAVES, BENCH_KO_VERSION, BENCH_MAX_MINUTES, BENCH_NO_KO=1, BENCH_NO_HEAP=1, BENCH_HEAP_SAVES`;
 
 export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): BenchOptions | 'help' {
   const { values } = parseArgs({
@@ -49,6 +52,8 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       profile: { type: 'boolean' },
       'profile-saves': { type: 'string' },
       'no-ko': { type: 'boolean' },
+      'no-heap': { type: 'boolean' },
+      'heap-saves': { type: 'string' },
       'ko-version': { type: 'string' },
       'max-minutes': { type: 'string' },
       out: { type: 'string' },
@@ -77,6 +82,8 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     profileSaves: Math.round(count(values['profile-saves'], env.BENCH_PROFILE_SAVES, 10, 3, '--profile-saves')),
     profile: Boolean(values.profile),
     ko: !values['no-ko'] && env.BENCH_NO_KO !== '1',
+    heap: !values['no-heap'] && env.BENCH_NO_HEAP !== '1',
+    heapSaves: Math.max(1, Math.round(count(values['heap-saves'], env.BENCH_HEAP_SAVES, 50, 10, '--heap-saves'))),
     koVersion: values['ko-version'] ?? env.BENCH_KO_VERSION ?? 'v0.19.1',
     maxMinutes: count(values['max-minutes'], env.BENCH_MAX_MINUTES, 45, 15, '--max-minutes'),
     out: values.out,

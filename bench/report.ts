@@ -49,7 +49,24 @@ export function explainMisses(results: Omit<Results, 'why' | 'notes'>): string[]
     } else if (target.name.includes('comment-only')) {
       why.push(`comment-only: ${target.measured}.`);
     } else if (target.name.includes('RSS') && results.rss) {
-      why.push(`RSS samples (save: MB): ${results.rss.samples.map((s) => `${s.save}: ${kbToMb(s.kb)}`).join(', ')}.`);
+      const heap = results.rss.heap;
+      const samples = results.rss.samples;
+      const first = samples.find((x) => x.save === results.rss?.baselineSave);
+      const last = samples[samples.length - 1];
+      const part = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? `${kbToMb(b - a)}` : '–');
+      why.push(
+        `RSS: of the growth from save ${first?.save ?? '–'} to ${last?.save ?? '–'}, anonymous memory (JS heap, malloc, buffers) is ${part(first?.anonKb, last?.anonKb)} MB and file-backed ${part(first?.fileKb, last?.fileKb)} MB.` +
+          (heap
+            ? ` Over ${heap.saves} more saves after the phase, the live JS heap (heap snapshots) went ${heap.beforeMb} → ${heap.afterMb} MB while RSS went ${kbToMb(heap.rssBeforeKb)} → ${kbToMb(heap.rssAfterKb)} MB; ` +
+              `largest heap growth: ${
+                heap.top
+                  .filter((g) => g.bytesDelta > 0)
+                  .slice(0, 6)
+                  .map((g) => `\`${g.name}\` +${Math.round(g.bytesDelta / 1024)} KB (${g.countDelta >= 0 ? '+' : ''}${g.countDelta})`)
+                  .join(', ') || 'none'
+              }.`
+            : ''),
+      );
     }
   }
   return why;
@@ -78,6 +95,8 @@ export function renderMarkdown(results: Results): string {
     `| &nbsp;&nbsp;median cold run: startup ${cell(c?.startup)}, build ${cell(c?.stages.build)}, layer ${cell(c?.stages.layer)}, push ${cell(c?.stages.push)}, deploy ${cell(c?.stages.deploy)} (ready ${cell(c?.stages.ready)}) | | | | | |`,
   );
   lines.push(row('**ko build cold**', s['ko build cold']));
+  lines.push(`| go build alone, cold (empty GOCACHE) | ${results.cold.goBuild === null ? 0 : 1} | ${cell(results.cold.goBuild)} | | | |`);
+  lines.push(`| &nbsp;&nbsp;then \`go tool buildid\` (ko runs it after each build; built on first use since Go 1.25) | ${results.cold.goToolBuildid === null ? 0 : 1} | ${cell(results.cold.goToolBuildid)} | | | |`);
   lines.push(row('**tsko warm: save → pushed**', s['tsko warm save→pushed']));
   lines.push(row('**tsko warm: save → serving**', s['tsko warm save→serving']));
   lines.push(row('&nbsp;&nbsp;save → file event (watch latency)', s['tsko warm watch latency']));
@@ -104,6 +123,12 @@ export function renderMarkdown(results: Results): string {
         `(${r.growthMb} MB growth; ${Math.round(r.elapsedS)} s${r.bounded ? ', stopped by the time bound' : ''}). Samples (save: MB): ${r.samples.map((x) => `${x.save}: ${kbToMb(x.kb)}`).join(', ')}.`,
       '',
     );
+    if (r.heap) {
+      lines.push(
+        `Heap snapshots around ${r.heap.saves} more saves after the phase: live JS heap ${r.heap.beforeMb} → ${r.heap.afterMb} MB, VmRSS ${kbToMb(r.heap.rssBeforeKb)} → ${kbToMb(r.heap.rssAfterKb)} MB.`,
+        '',
+      );
+    }
   }
   if (results.shutdown) {
     const d = results.shutdown;

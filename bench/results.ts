@@ -1,6 +1,7 @@
 // The shape of bench/results.json and the targets of issue 4 evaluated against it. Raw samples are
 // kept next to their summaries so a later reader can recompute anything.
 import type { Stage } from '../src/events.js';
+import type { HeapGrowth } from './heap.js';
 import type { ProfileSummary } from './profile.js';
 import { ratio, summarize, type Summary } from './stats.js';
 
@@ -62,7 +63,8 @@ export interface CommentRun {
 }
 
 export interface RssRun {
-  samples: Array<{ save: number; kb: number }>;
+  /** VmRSS, and its anonymous part (heap, malloc, buffers) and file-backed part (mapped code). */
+  samples: Array<{ save: number; kb: number; anonKb?: number; fileKb?: number }>;
   baselineSave: number;
   baselineKb: number | null;
   finalSave: number;
@@ -73,6 +75,16 @@ export interface RssRun {
   elapsedS: number;
   saveToServing: number[];
   results: Record<string, number>;
+  /** Saves that started more than one iteration. */
+  split: number;
+  /** When RSS grew past the target: the live JS heap over more saves after the phase. */
+  heap: HeapRun | null;
+}
+
+export interface HeapRun extends HeapGrowth {
+  saves: number;
+  rssBeforeKb: number | null;
+  rssAfterKb: number | null;
 }
 
 export interface Shutdown {
@@ -102,7 +114,13 @@ export interface Results {
   quick: boolean;
   options: Record<string, unknown>;
   machine: Machine;
-  cold: { tsko: ColdRun[]; ko: number[] };
+  cold: {
+    tsko: ColdRun[];
+    ko: number[];
+    /** `go build -trimpath` alone into an empty GOCACHE, then `go tool buildid` (what ko runs after it) on the result. */
+    goBuild: number | null;
+    goToolBuildid: number | null;
+  };
   warm: { tsko: WarmTsko; goBuild: number[]; ko: number[] };
   comment: CommentRun[];
   rss: RssRun | null;

@@ -3,7 +3,7 @@
 // many saves — and writes bench/results.json and bench/results.md (issue 4, item 9 and "Targets").
 // Only 127.0.0.1 is used; every child is stopped on exit, on error and on Ctrl-C.
 import { randomBytes } from 'node:crypto';
-import { cp, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import { DevDaemon, served, type IterationRecord, type SettledSave } from './dae
 import { copyExample, editComment, editVersion, type ServiceCopy } from './edit.js';
 import { ensureKo, koBuild, startKoRegistry, stringEnv, type KoBinary, type KoRegistry } from './ko.js';
 import { helpText, parseOptions, type BenchOptions } from './options.js';
+import { heapGrowth, takeSnapshot } from './heap.js';
 import { summarizeProfile } from './profile.js';
 import { renderMarkdown, explainMisses } from './report.js';
 import {
@@ -23,6 +24,7 @@ import {
   summaries,
   type ColdRun,
   type CommentRun,
+  type HeapRun,
   type Machine,
   type ProfileRun,
   type Results,
@@ -102,7 +104,13 @@ async function tskoRevision(children: Children): Promise<string> {
 }
 
 function daemonEnv(ctx: Context, xdg: string, gocache: string, registryPort: number): Record<string, string> {
-  return { ...ctx.baseEnv, XDG_CACHE_HOME: xdg, GOCACHE: gocache, TSKO_REGISTRY_ADDR: `127.0.0.1:${registryPort}` };
+  const env = { ...ctx.baseEnv, XDG_CACHE_HOME: xdg, GOCACHE: gocache, TSKO_REGISTRY_ADDR: `127.0.0.1:${registryPort}` };
+  // Lets the heap phase take snapshots (SIGUSR2); costs nothing until signalled.
+  return ctx.options.heap ? { ...env, NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${heapDir(ctx)}` } : env;
+}
+
+function heapDir(ctx: Context): string {
+  return join(ctx.root, 'heap');
 }
 
 /** Cold: a daemon on an empty cache, registry and GOCACHE; its first iteration, from spawn. */
@@ -192,13 +200,13 @@ async function recordWarm(warm: WarmTsko, daemon: DevDaemon, version: string, sa
 }
 
 /** `go build -trimpath` of the package in `cwd` to a fixed output, as tsko runs it. */
-async function goBuildOnce(ctx: Context, cwd: string, output: string, gocache: string): Promise<number> {
+async function goBuildOnce(ctx: Context, cwd: string, output: string, gocache: string, timeoutMs = WARM_TIMEOUT_MS): Promise<number> {
   const started = performance.now();
   const result = await ctx.children.spawn('go', ['build', '-trimpath', '-o', output, '.'], {
     cwd,
     env: { ...ctx.baseEnv, GOCACHE: gocache, CGO_ENABLED: '0' },
     extendEnv: false,
-    timeout: WARM_TIMEOUT_MS,
+    timeout: timeoutMs,
     stdin: 'ignore',
   });
   const ms = performance.now() - started;
@@ -241,10 +249,32 @@ interface TskoDaemonSetup {
 async function coldTskoRun(ctx: Context, run: number): Promise<TskoDaemonSetup> {
   const xdg = join(ctx.root, `xdg-${run}`);
   const gocache = join(ctx.root, `gocache-tsko-${run}`);
-  await Promise.all([mkdir(xdg), mkdir(gocache)]);
+  await Promise.all([mkdir(xdg), mkdir(gocache), mkdir(heapDir(ctx), { recursive: true })]);
   const copy = await copyExample(EXAMPLE, join(ctx.root, `tsko-src-${run}`), `tsko cold ${run} ${ctx.nonce}`);
   const { daemon, cold } = await coldTsko(ctx, copy, daemonEnv(ctx, xdg, gocache, await freePort()));
   return { daemon, copy, xdg, gocache, cold };
+}
+
+/**
+ * The cold floor: `go build` alone into an empty GOCACHE; then `go tool buildid` on its output, which
+ * ko runs after every build and which Go (since 1.25) compiles on first use into that GOCACHE.
+ */
+async function coldFloor(ctx: Context): Promise<{ goBuild: number; goToolBuildid: number }> {
+  const gocache = join(ctx.root, 'gocache-floor-cold');
+  await mkdir(gocache);
+  const copy = await copyExample(EXAMPLE, join(ctx.root, 'floor-cold-src'), `floor cold ${ctx.nonce}`);
+  const output = join(ctx.root, 'floor-cold-out', 'hello');
+  const goBuild = await goBuildOnce(ctx, copy.dir, output, gocache, COLD_TIMEOUT_MS);
+  const started = performance.now();
+  const result = await ctx.children.spawn('go', ['tool', 'buildid', output], {
+    env: { ...ctx.baseEnv, GOCACHE: gocache },
+    extendEnv: false,
+    timeout: COLD_TIMEOUT_MS,
+    stdin: 'ignore',
+  });
+  const goToolBuildid = performance.now() - started;
+  if (result.exitCode !== 0) throw new Error(`go tool buildid failed:\n${tail(String(result.stderr))}`);
+  return { goBuild, goToolBuildid };
 }
 
 /**
@@ -345,11 +375,12 @@ async function rssPhase(ctx: Context, daemon: DevDaemon, copy: ServiceCopy): Pro
   const saveToServing: number[] = [];
   const results: Record<string, number> = {};
   const sample = (save: number) => {
-    const kb = daemon.rssKb();
-    if (kb !== undefined) samples.push({ save, kb });
+    const memory = daemon.memoryKb();
+    if (memory) samples.push({ save, kb: memory.rss, ...(memory.anon !== undefined ? { anonKb: memory.anon } : {}), ...(memory.file !== undefined ? { fileKb: memory.file } : {}) });
   };
   sample(0);
   let done = 0;
+  let split = 0;
   let bounded = false;
   for (let i = 1; i <= total; i++) {
     if (Date.now() > bound) {
@@ -358,6 +389,7 @@ async function rssPhase(ctx: Context, daemon: DevDaemon, copy: ServiceCopy): Pro
     }
     const save = await tskoSave(daemon, () => editVersion(copy, `rss ${i} ${ctx.nonce}`), ctx.options.gapMs);
     results[save.record.result] = (results[save.record.result] ?? 0) + 1;
+    if (save.iterationsStarted > 1) split += 1;
     if (save.record.result === 'deployed') saveToServing.push(save.record.endedAt - save.savedAt);
     done = i;
     if (i === baselineSave || i % 10 === 0 || i === total) sample(i);
@@ -377,7 +409,25 @@ async function rssPhase(ctx: Context, daemon: DevDaemon, copy: ServiceCopy): Pro
     elapsedS: (Date.now() - started) / 1000,
     saveToServing,
     results,
+    split,
+    heap: null,
   };
+}
+
+/**
+ * Why RSS grew: after the RSS phase (a snapshot's own allocations would skew its samples), a heap
+ * snapshot, more saves, another snapshot; the live JS heap's growth against RSS's over the same saves.
+ */
+async function heapPhase(ctx: Context, daemon: DevDaemon, copy: ServiceCopy): Promise<HeapRun> {
+  const saves = ctx.options.heapSaves;
+  const first = await takeSnapshot(daemon.pid, heapDir(ctx));
+  const rssBeforeKb = daemon.rssKb() ?? null;
+  for (let i = 1; i <= saves; i++) await tskoSave(daemon, () => editVersion(copy, `heap ${i} ${ctx.nonce}`), ctx.options.gapMs);
+  const rssAfterKb = daemon.rssKb() ?? null;
+  const last = await takeSnapshot(daemon.pid, heapDir(ctx));
+  const growth = await heapGrowth(first, last);
+  await Promise.all([rm(first, { force: true }), rm(last, { force: true })]);
+  return { ...growth, saves, rssBeforeKb, rssAfterKb };
 }
 
 /** SIGTERM the daemon as Ctrl-C would; how long it takes, and whether a revision was left. */
@@ -435,7 +485,10 @@ function notesFrom(results: Omit<Results, 'notes' | 'why'>, daemonStageEnds: Rec
   for (const [stage, count] of Object.entries(daemonStageEnds)) {
     if (count > 1) notes.push(`A warm iteration emits ${count} \`stage.end\` events for \`${stage}\` (nested); the table uses the last (outer) one.`);
   }
-  if (results.rss && Object.keys(results.rss.results).some((r) => r !== 'deployed')) notes.push(`RSS-phase results: ${JSON.stringify(results.rss.results)}.`);
+  const rss = results.rss;
+  if (rss && (rss.split > 0 || Object.keys(rss.results).some((r) => r !== 'deployed'))) {
+    notes.push(`RSS phase: results ${JSON.stringify(rss.results)}; ${rss.split} of ${rss.finalSave} saves started more than one iteration.`);
+  }
   notes.push('ko runs with `--sbom=none` (as Skaffold\'s ko builder does), KOCACHE on, and its base by digest, so it resolves no tag per build.');
   notes.push("tsko's embedded registry runs inside the daemon; ko pushes to the same implementation (`tsko registry serve`) in its own process.");
   return notes;
@@ -457,6 +510,9 @@ async function runBench(options: BenchOptions, children: Children): Promise<Resu
   log(`cold: ${options.cold} × (tsko dev on an empty cache, registry and GOCACHE${koSetup ? '; ko build on an empty KOCACHE and GOCACHE' : ''})…`);
   const coldRuns = await coldPhase(ctx, koSetup);
   const { daemon, copy: tskoCopy, xdg, gocache: gocacheTsko } = coldRuns.kept;
+  log('cold: go build alone into an empty GOCACHE, then go tool buildid…');
+  const floorCold = await coldFloor(ctx);
+  log(`cold go build ${Math.round(floorCold.goBuild)} ms, then go tool buildid ${Math.round(floorCold.goToolBuildid)} ms`);
 
   const warm = await warmRounds(ctx, daemon, tskoCopy, gocacheTsko, koSetup);
   const lastWarm = daemon.events.filter((e) => e.type === 'iteration.end' && e.result === 'deployed').pop()?.iteration ?? 0;
@@ -464,6 +520,13 @@ async function runBench(options: BenchOptions, children: Children): Promise<Resu
   const comment = await commentSaves(ctx, daemon, tskoCopy);
   log(`RSS phase: up to ${options.rss} saves or ${options.rssMinutes} min…`);
   const rss = await rssPhase(ctx, daemon, tskoCopy);
+  if (rss && options.heap && (options.profile || (rss.growthMb ?? 0) > 10)) {
+    log(`heap: snapshot, ${options.heapSaves} more saves, snapshot…`);
+    rss.heap = await heapPhase(ctx, daemon, tskoCopy).catch((err: unknown) => {
+      log(`heap snapshots failed: ${(err as Error).message}`);
+      return null;
+    });
+  }
   const down = await shutdown(ctx, daemon, xdg);
 
   const partial = {
@@ -474,7 +537,7 @@ async function runBench(options: BenchOptions, children: Children): Promise<Resu
     quick: options.quick,
     options: { ...options, out: undefined },
     machine,
-    cold: { tsko: coldRuns.tsko, ko: coldRuns.ko },
+    cold: { tsko: coldRuns.tsko, ko: coldRuns.ko, goBuild: floorCold.goBuild, goToolBuildid: floorCold.goToolBuildid },
     warm,
     comment,
     rss,
