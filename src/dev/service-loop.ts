@@ -29,6 +29,13 @@ export interface ServiceLoopOptions {
   afterPush?: (repository: Repository) => void;
 }
 
+/** Events in one burst from which it counts as a storm rather than a save. */
+const STORM_EVENTS = 4;
+/** Events this soon after a build started mean the burst is still going on. */
+const STORM_WINDOW_MS = 250;
+/** The quiet period that ends a storm. */
+const STORM_QUIET_MS = 150;
+
 interface Running {
   iteration: number;
   controller: AbortController;
@@ -46,6 +53,9 @@ export class ServiceLoop {
   private resolved: ResolvedTarget;
   private iteration = 0;
   private pendingFiles = new Set<string>();
+  /** File events since the last iteration started (a Set of paths cannot count a storm on one file). */
+  private burstEvents = 0;
+  private lastStartAt = Number.NEGATIVE_INFINITY;
   private firstChangeAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Running | undefined;
@@ -83,6 +93,7 @@ export class ServiceLoop {
   changed(files: string[], at: number): void {
     if (this.closed) return;
     for (const file of files) this.pendingFiles.add(file);
+    this.burstEvents += 1;
     this.firstChangeAt ??= at;
     if (this.paused) {
       this.options.events.emit({ type: 'watch', service: this.name, paused: true, queued: [...this.pendingFiles] });
@@ -120,11 +131,25 @@ export class ServiceLoop {
 
   private schedule(): void {
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.start(), this.options.debounceMs);
+    this.timer = setTimeout(() => this.start(), this.quietPeriod());
+  }
+
+  /**
+   * A save is one or two file events (editors truncate, then write): those start a build after the
+   * short debounce. A storm (a git checkout, a code generator, a formatter over the tree) keeps
+   * sending events, possibly with short gaps on a loaded machine, and every build started in it
+   * would be cancelled by the next event; so once a burst is recognised — several events, or
+   * events right after a build started — tsko waits for a longer quiet period instead.
+   */
+  private quietPeriod(): number {
+    const stormy = this.burstEvents >= STORM_EVENTS || performance.now() - this.lastStartAt < STORM_WINDOW_MS;
+    return stormy ? Math.max(this.options.debounceMs, STORM_QUIET_MS) : this.options.debounceMs;
   }
 
   private start(): void {
     this.timer = undefined;
+    this.burstEvents = 0;
+    this.lastStartAt = performance.now();
     const files = [...this.pendingFiles];
     const since = this.firstChangeAt ?? performance.now();
     this.pendingFiles.clear();
