@@ -4,12 +4,12 @@ import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { TskoError } from '../errors.js';
 import { KO_APP_DIR, KODATA_ROOT } from '../image/assemble.js';
-import { writeLayer, type TarEntry } from '../image/layer-writer.js';
+import { writeLayer, type LayerCompression, type TarEntry } from '../image/layer-writer.js';
 import type { Layer } from '../image/types.js';
 
 const READ_ONLY_EXEC = 0o555;
 
-export async function binaryLayer(binaryPath: string, appName: string, mediaType: string): Promise<Layer> {
+export async function binaryLayer(binaryPath: string, appName: string, mediaType: string, compression: LayerCompression = 'gzip'): Promise<Layer> {
   const info = await stat(binaryPath);
   const dir = KO_APP_DIR.slice(1);
   return writeLayer(
@@ -18,11 +18,12 @@ export async function binaryLayer(binaryPath: string, appName: string, mediaType
       { name: `${dir}/${appName}`, type: 'file', mode: READ_ONLY_EXEC, content: { path: binaryPath, size: info.size } },
     ],
     mediaType,
+    compression,
   );
 }
 
 /** kodata/ of the package dir under /var/run/ko; symlinks are followed but may not leave kodata/. */
-export async function kodataLayer(packageDir: string, mediaType: string, mtimeSeconds: number): Promise<Layer> {
+export async function kodataLayer(packageDir: string, mediaType: string, mtimeSeconds: number, compression: LayerCompression = 'gzip'): Promise<Layer> {
   const root = join(packageDir, 'kodata');
   const entries: TarEntry[] = [{ name: KODATA_ROOT.slice(1), type: 'directory', mode: READ_ONLY_EXEC, mtime: mtimeSeconds }];
   const rootInfo = await stat(root).catch(() => undefined);
@@ -30,7 +31,7 @@ export async function kodataLayer(packageDir: string, mediaType: string, mtimeSe
     const realRoot = await realpath(root);
     await walkKodata(root, realRoot, KODATA_ROOT.slice(1), mtimeSeconds, entries, new Set([realRoot]));
   }
-  return writeLayer(entries, mediaType);
+  return writeLayer(entries, mediaType, compression);
 }
 
 async function walkKodata(dir: string, realRoot: string, prefix: string, mtime: number, out: TarEntry[], seen: Set<string>): Promise<void> {

@@ -10,7 +10,8 @@ import { goBuild } from '../go/build.js';
 import { listMainPackage, listPackage, type GoPackage } from '../go/list.js';
 import { formatPlatform } from '../go/platform.js';
 import { appendAppLayers, createdFromEpoch } from '../image/assemble.js';
-import { familyOf, MEDIA_TYPES } from '../image/media-types.js';
+import { familyOf, MEDIA_TYPES, OCI_LAYER } from '../image/media-types.js';
+import type { LayerCompression } from '../image/layer-writer.js';
 import type { BaseImage, Image, Layer, Platform } from '../image/types.js';
 import { readGoBuildId } from '../go/buildid.js';
 import { binaryLayer, kodataLayer } from './app-layers.js';
@@ -25,6 +26,11 @@ export interface ImageOptions {
   ldflags?: string[];
   /** Extra go build flags after the configured ones (e.g. --disable-optimizations). */
   extraGoFlags?: string[];
+  /**
+   * 'none' writes the app layers as plain tar (OCI bases only; Docker's format has no such
+   * layer type): the dev loop's choice when the registry is on this machine.
+   */
+  layerCompression?: LayerCompression;
 }
 
 export interface ResolvedTarget {
@@ -130,10 +136,15 @@ export class Builder {
 
     const layerStarted = performance.now();
     events.emit({ type: 'stage.start', stage: 'layer', importPath, platform: platformName });
-    const layerType = MEDIA_TYPES[familyOf(base.manifestMediaType)].layer;
+    const family = familyOf(base.manifestMediaType);
+    const compression: LayerCompression = family === 'oci' && this.imageOptions.layerCompression === 'none' ? 'none' : 'gzip';
+    const layerType = compression === 'none' ? OCI_LAYER : MEDIA_TYPES[family].layer;
     const kodataSeconds = epochSeconds(this.config.kodataDateEpoch, 'KO_DATA_DATE_EPOCH');
     const buildId = await readGoBuildId(output).catch(() => undefined);
-    const [kodata, binary] = await Promise.all([kodataLayer(pkg.dir, layerType, kodataSeconds), this.binaryLayerFor(output, appName, layerType, buildId)]);
+    const [kodata, binary] = await Promise.all([
+      kodataLayer(pkg.dir, layerType, kodataSeconds, compression),
+      this.binaryLayerFor(output, appName, layerType, buildId, compression),
+    ]);
     let created: string;
     try {
       created = createdFromEpoch(this.config.sourceDateEpoch);
@@ -157,10 +168,10 @@ export class Builder {
     return { importPath, appName, platform, image, base, binaryPath: output, buildId };
   }
 
-  private async binaryLayerFor(output: string, appName: string, mediaType: string, buildId: string | undefined): Promise<Layer> {
+  private async binaryLayerFor(output: string, appName: string, mediaType: string, buildId: string | undefined, compression: LayerCompression): Promise<Layer> {
     const cached = this.binaryLayers.get(output);
     if (buildId && cached && cached.buildId === buildId && cached.mediaType === mediaType) return cached.layer;
-    const layer = await binaryLayer(output, appName, mediaType);
+    const layer = await binaryLayer(output, appName, mediaType, compression);
     if (buildId) this.binaryLayers.set(output, { buildId, mediaType, layer });
     return layer;
   }
