@@ -10,7 +10,7 @@ import type { EventOf, TskoEvent } from '../src/events.js';
 import { descendants, isAlive, startDev } from './support/dev-process.js';
 import { freePort } from './support/docker-registry.js';
 import { goCacheDir } from './support/go-env.js';
-import { httpGet } from './support/image-check.js';
+import { checkImage, httpGet } from './support/image-check.js';
 import { makeTempDir } from './support/tmp.js';
 import { repoRoot } from './support/tsko-cli.js';
 
@@ -48,6 +48,11 @@ describe('tsko dev on a copy of examples/hello', () => {
     const first = await nextEnd(0);
     assert.equal(first.result, 'deployed', JSON.stringify(first));
     assert.equal(await front(), 'hello v1\n');
+    // With the registry on this machine the app layers go up as plain tar; the image is still one
+    // that skopeo, umoci and the entrypoint accept.
+    const checked = await checkImage(first.reference as string, { insecure: true, expectBody: 'hello v1\n', t });
+    const layers = (checked.manifest as { layers: Array<{ mediaType: string }> }).layers.map((l) => l.mediaType);
+    assert.deepEqual(layers.slice(-2), ['application/vnd.oci.image.layer.v1.tar', 'application/vnd.oci.image.layer.v1.tar']);
 
     // 2. A good edit serves its new text.
     let mark = dev.events.length;
