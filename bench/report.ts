@@ -80,7 +80,8 @@ export function renderMarkdown(results: Results): string {
   lines.push('# tsko benchmark results', '');
   lines.push(
     `Run ${results.startedAt} (${Math.round(results.durationS)} s${results.quick ? ', --quick' : ''}) on ${m.cores} cores (${m.cpuModel}), ${m.memoryGb} GB, Linux ${m.kernel}; ` +
-      `Node ${m.node}, ${m.go}, ko ${m.ko ?? 'not available'}; tsko ${m.tsko}. Load average (1 min) ${m.loadavgStart[0]} at the start, ${m.loadavgEnd[0]} at the end.`,
+      `Node ${m.node}, ${m.go}, ko ${m.ko ?? 'not available'}; tsko ${m.tsko}. Load average (1 min) ${m.loadavgStart[0]} at the start, ${m.loadavgEnd[0]} at the end.` +
+      (Object.keys(m.env ?? {}).length > 0 ? ` Env: ${Object.entries(m.env).map(([k, v]) => `${k}=${v}`).join(' ')}.` : ''),
     '',
   );
   lines.push(

@@ -18,6 +18,8 @@ export interface Machine {
   /** 1-minute load average at the start and end: other work on this machine skews timings. */
   loadavgStart: number[];
   loadavgEnd: number[];
+  /** Environment that changes what is measured (GOFLAGS, GOMAXPROCS, MALLOC_ARENA_MAX, …), when set. */
+  env: Record<string, string>;
 }
 
 export interface ColdRun {

@@ -41,6 +41,9 @@ const WARM_TIMEOUT_MS = 2 * 60_000;
 // Env that would point tsko or ko somewhere other than the bench's own temp dirs and registries.
 const SCRUBBED_ENV = ['KO_DOCKER_REPO', 'KO_DEFAULTBASEIMAGE', 'KO_CONFIG_PATH', 'KO_DEFAULTPLATFORMS', 'KOCACHE', 'NODE_OPTIONS', 'TSKO_REGISTRY_ADDR', 'GOCACHE'];
 
+// Env recorded with the machine because it changes what is measured.
+const RECORDED_ENV = ['GOFLAGS', 'GOMAXPROCS', 'GOAMD64', 'MALLOC_ARENA_MAX', 'UV_THREADPOOL_SIZE', 'XDG_CACHE_HOME'];
+
 /** What every phase shares: where things are, the children to clean up, the knobs. */
 interface Context {
   options: BenchOptions;
@@ -76,6 +79,7 @@ async function machineInfo(children: Children, ko: KoBinary): Promise<Machine> {
     loadavgStart: loadavg().map((x) => Math.round(x * 100) / 100),
     loadavgEnd: [],
     tsko: 'unknown',
+    env: Object.fromEntries(RECORDED_ENV.flatMap((key) => (process.env[key] ? [[key, process.env[key] as string]] : []))),
   };
 }
 
@@ -580,12 +584,15 @@ async function main(): Promise<number> {
     return 0;
   }
   const children = new Children();
-  let stopping = false;
+  // One cleanup, however the run ends; an interrupt's exit code wins over the error it causes.
+  let closing: Promise<void> | undefined;
+  const close = () => (closing ??= children.closeAll());
+  let interrupted: number | undefined;
   const abort = (code: number, why: string) => {
-    if (stopping) return;
-    stopping = true;
+    if (interrupted !== undefined) return;
+    interrupted = code;
     log(`${why}; stopping every child…`);
-    void children.closeAll().finally(() => process.exit(code));
+    void close().finally(() => process.exit(code));
   };
   process.once('SIGINT', () => abort(130, 'interrupted'));
   process.once('SIGTERM', () => abort(143, 'terminated'));
@@ -600,9 +607,12 @@ async function main(): Promise<number> {
     log(`wrote ${written.json} and ${written.md}`);
     // A missed target is a result, not a failure of the benchmark.
     return 0;
+  } catch (err) {
+    if (interrupted === undefined) log(`failed: ${err instanceof Error ? err.message : String(err)}`);
+    return interrupted ?? 1;
   } finally {
     clearTimeout(deadline);
-    if (!stopping) await children.closeAll();
+    await close();
   }
 }
 
