@@ -1,10 +1,10 @@
 // Running kubectl for apply, create, delete and run: found on PATH before anything is built (so a
 // missing kubectl costs no build or push), fed the resolved YAML on stdin, its output passed
 // straight through, its exit code returned.
-import { accessSync, constants } from 'node:fs';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { isAbsolute } from 'node:path';
 import { execa } from 'execa';
 import { TskoError } from '../errors.js';
+import { findOnPath } from './which.js';
 
 export interface KubectlFlags {
   context?: string;
@@ -15,17 +15,9 @@ export interface KubectlFlags {
 /** The kubectl binary on PATH; a clear error naming it when there is none. */
 export function findKubectl(env: Readonly<Record<string, string | undefined>>, name = 'kubectl'): string {
   if (isAbsolute(name)) return name;
-  for (const dir of (env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Not here.
-    }
-  }
-  throw kubectlMissing();
+  const found = findOnPath(name, env.PATH);
+  if (!found) throw kubectlMissing();
+  return found;
 }
 
 function kubectlMissing(): TskoError {

@@ -2,22 +2,7 @@
 // macOS) when there is one, detached and silent so it cannot scribble on the dashboard. It never
 // fails: without an opener, or if it will not start, the answer is the URL to open by hand.
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
-
-export function findOnPath(name: string, path: string | undefined): string | undefined {
-  for (const dir of (path ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Not here; try the next dir.
-    }
-  }
-  return undefined;
-}
+import { findOnPath } from './which.js';
 
 export interface OpenUrlOptions {
   path: string | undefined;

@@ -7,8 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { execa } from 'execa';
 import { TskoError } from '../errors.js';
+import { execCredentialHelper } from './credential-helper.js';
 import { redact } from '../redact.js';
 import type { Credentials } from './auth.js';
 import { DOCKER_HUB_CONFIG_KEY, configKeyHost, dockerConfigPath, isDockerHubHost } from './credentials.js';
@@ -102,27 +102,7 @@ function authsOf(config: JsonObject): JsonObject {
 }
 
 export const runHelperCommand: HelperCommandRunner = async (helper, verb, input, env, signal) => {
-  if (!/^[\w.-]+$/.test(helper)) throw new TskoError('REGISTRY_AUTH', `bad credential helper name "${helper}" in docker config`);
-  const result = await execa(`docker-credential-${helper}`, [verb], {
-    input,
-    env,
-    extendEnv: false,
-    timeout: 30_000,
-    reject: false,
-    ...(signal ? { cancelSignal: signal } : {}),
-  });
-  if (!result.failed) return;
-  if ((result as { code?: string }).code === 'ENOENT') {
-    throw new TskoError('REGISTRY_AUTH', `credential helper docker-credential-${helper} is not installed`, {
-      hint: 'install it or remove it from credHelpers/credsStore in your docker config.json',
-    });
-  }
-  if (signal?.aborted) throw new TskoError('ABORTED', 'aborted');
-  const said = `${String(result.stdout ?? '')}\n${String(result.stderr ?? '')}`.trim();
-  // The protocol's "nothing stored" answer: erasing what is not there is not a failure.
-  if (verb === 'erase' && /credentials not found/i.test(said)) return;
-  const reason = said.split('\n')[0]?.slice(0, 200) ?? '';
-  throw new TskoError('REGISTRY_AUTH', `credential helper docker-credential-${helper} ${verb} failed (exit ${result.exitCode ?? 'none'})${reason !== '' ? `: ${reason}` : ''}`);
+  await execCredentialHelper(helper, verb, input, env, signal);
 };
 
 /** Saves credentials for `server` (as given to `tsko login`) where docker would. */

@@ -7,7 +7,7 @@ import { homedir as osHomedir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { TskoError } from '../errors.js';
-import { redact } from '../redact.js';
+import { execCredentialHelper } from './credential-helper.js';
 import type { Credentials } from './auth.js';
 import { DOCKER_HUB_REGISTRY } from './reference.js';
 
@@ -97,33 +97,7 @@ function fromAuthEntry(entry: NonNullable<DockerConfigFile['auths']>[string]): C
   return undefined;
 }
 
-export const runCredentialHelper: HelperRunner = async (helper, input, env, signal) => {
-  if (!/^[\w.-]+$/.test(helper)) throw new TskoError('REGISTRY_AUTH', `bad credential helper name "${helper}" in docker config`);
-  const result = await execa(`docker-credential-${helper}`, ['get'], {
-    input,
-    env,
-    extendEnv: false,
-    timeout: 30_000,
-    reject: false,
-    ...(signal ? { cancelSignal: signal } : {}),
-  });
-  if (result.failed) {
-    const stdout = String(result.stdout ?? '');
-    // The helper protocol's "no credentials" answer is an error exit with this text.
-    if (/credentials not found/i.test(stdout) || /credentials not found/i.test(String(result.stderr ?? ''))) return '';
-    if ((result as { code?: string }).code === 'ENOENT') {
-      throw new TskoError('REGISTRY_AUTH', `credential helper docker-credential-${helper} is not installed`, {
-        hint: 'install it or remove it from credHelpers/credsStore in your docker config.json',
-      });
-    }
-    if (signal?.aborted) throw new TskoError('ABORTED', 'aborted');
-    // Helpers explain themselves on stdout (docker-credential-gcloud: "You do not currently have an
-    // active account selected…"); the first line is worth showing, redacted and bounded.
-    const said = `${String(result.stdout ?? '')}\n${String(result.stderr ?? '')}`.trim().split('\n')[0]?.trim().slice(0, 200) ?? '';
-    throw new TskoError('REGISTRY_AUTH', `credential helper docker-credential-${helper} failed (exit ${result.exitCode ?? 'none'})${said !== '' ? `: ${redact(said)}` : ''}`);
-  }
-  return String(result.stdout);
-};
+export const runCredentialHelper: HelperRunner = (helper, input, env, signal) => execCredentialHelper(helper, 'get', input, env, signal);
 
 async function fromHelper(
   helper: string,

@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { open, stat, truncate, unlink } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { RegistryError } from './errors.js';
-import { fsyncFile, renameDurable, tempPath } from './fsutil.js';
+import { fsyncFile, renameDurable, writeFileAtomic } from './fsutil.js';
 import type { DigestAlgorithm, ParsedDigest } from './names.js';
 import type { RegistryStore } from './store.js';
 
@@ -98,21 +98,5 @@ export async function storeBytes(store: RegistryStore, digest: ParsedDigest, byt
     await store.touchBlob(digest);
     return;
   }
-  const tmp = tempPath(store.tmpDir, 'blob');
-  const handle = await open(tmp, 'wx');
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await handle.close();
-  try {
-    await renameDurable(tmp, store.blobPath(digest));
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
+  await writeFileAtomic(store.tmpDir, store.blobPath(digest), bytes);
 }
