@@ -29,11 +29,14 @@ export interface BenchOptions {
   maxMinutes: number;
   /** Where results.json and results.md go; undefined: bench/ for a full run, a temp dir for --quick. */
   out: string | undefined;
+  /** Only re-render this results.json (targets, why, markdown) with the current report code. */
+  render: string | undefined;
 }
 
 const HELP = `npm run bench -- [--quick] [--cold N] [--warm N] [--warmup N] [--comment N] [--rss N] [--rss-minutes M]
                    [--gap-ms MS] [--profile] [--profile-saves N] [--no-ko] [--no-heap] [--heap-saves N] [--ko-version vX.Y.Z]
                    [--max-minutes M] [--out DIR]
+npm run bench -- --render bench/results.json   (re-derive targets, why and results.md from the raw numbers)
 env: BENCH_COLD, BENCH_WARM, BENCH_WARMUP, BENCH_COMMENT, BENCH_RSS, BENCH_RSS_MINUTES, BENCH_GAP_MS,
      BENCH_PROFILE_SAVES, BENCH_KO_VERSION, BENCH_MAX_MINUTES, BENCH_NO_KO=1, BENCH_NO_HEAP=1, BENCH_HEAP_SAVES`;
 
@@ -57,6 +60,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       'ko-version': { type: 'string' },
       'max-minutes': { type: 'string' },
       out: { type: 'string' },
+      render: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -87,6 +91,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     koVersion: values['ko-version'] ?? env.BENCH_KO_VERSION ?? 'v0.19.1',
     maxMinutes: count(values['max-minutes'], env.BENCH_MAX_MINUTES, 45, 15, '--max-minutes'),
     out: values.out,
+    render: values.render,
   };
 }
 

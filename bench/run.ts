@@ -3,7 +3,7 @@
 // many saves — and writes bench/results.json and bench/results.md (issue 4, item 9 and "Targets").
 // Only 127.0.0.1 is used; every child is stopped on exit, on error and on Ctrl-C.
 import { randomBytes } from 'node:crypto';
-import { cp, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -577,12 +577,24 @@ async function writeResults(results: Results, out: string): Promise<{ json: stri
   return { json, md, markdown };
 }
 
+/** Targets, why and the markdown again from a results.json's raw numbers (after the report changed). */
+async function rerender(path: string): Promise<number> {
+  const stored = JSON.parse(await readFile(path, 'utf8')) as Results;
+  const withSummary = { ...stored, summary: summaries(stored) };
+  const targeted = { ...withSummary, targets: evaluateTargets(withSummary) };
+  const results: Results = { ...targeted, why: explainMisses(targeted) };
+  const written = await writeResults(results, dirname(resolve(path)));
+  process.stdout.write(written.markdown + '\n');
+  return 0;
+}
+
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2), process.env);
   if (options === 'help') {
     process.stdout.write(helpText() + '\n');
     return 0;
   }
+  if (options.render) return rerender(options.render);
   const children = new Children();
   // One cleanup, however the run ends; an interrupt's exit code wins over the error it causes.
   let closing: Promise<void> | undefined;
