@@ -11,6 +11,8 @@ import { fsyncFile, renameDurable, writeFileAtomic } from './fsutil.js';
 import type { DigestAlgorithm, ParsedDigest } from './names.js';
 import type { RegistryStore } from './store.js';
 
+const WRITE_BATCH_BYTES = 1 << 20;
+
 /** Running sha256 of an upload, kept in memory so closing an upload needn't re-read the file. */
 export interface UploadHashState {
   hash: Hash;
@@ -31,15 +33,37 @@ export interface AppendOptions {
 export async function appendBody(req: IncomingMessage, dataPath: string, start: number, options: AppendOptions): Promise<number> {
   const handle = await open(dataPath, 'r+');
   let offset = start;
+  // The body arrives in 64 KiB chunks; one write per chunk is a thread-pool round trip each (an
+  // 8 MB layer: ~130 of them, most of a local push). Chunks are gathered up to WRITE_BATCH_BYTES
+  // and written together, so memory stays bounded and the round trips drop sixteenfold.
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  let written = start;
+  const flush = async () => {
+    if (batchBytes === 0) return;
+    const data = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batchBytes);
+    // A nearly full disk takes part of a write and says so only in the count; the next write then
+    // fails with ENOSPC, which is the error the client must get.
+    for (let done = 0; done < data.length; ) {
+      const { bytesWritten } = await handle.write(data, done, data.length - done, written + done);
+      done += bytesWritten;
+    }
+    written += batchBytes;
+    batch = [];
+    batchBytes = 0;
+  };
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       if (offset + chunk.length > options.maxBytes) {
         throw new RegistryError(413, 'SIZE_INVALID', `blob exceeds the registry's limit of ${options.maxBytes} bytes`);
       }
-      await handle.write(chunk, 0, chunk.length, offset);
       options.state?.hash.update(chunk);
       offset += chunk.length;
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      if (batchBytes >= WRITE_BATCH_BYTES) await flush();
     }
+    await flush();
     if (req.readableAborted) throw new RegistryError(400, 'BLOB_UPLOAD_INVALID', 'request body ended early');
   } catch (err) {
     await handle.close().catch(() => undefined);
