@@ -3,7 +3,7 @@
 // never listen, and a save storm. The daemon keeps running and the last good revision keeps
 // serving through each of them.
 import assert from 'node:assert/strict';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
@@ -51,6 +51,17 @@ async function env(t: TestContext): Promise<Record<string, string | undefined>> 
   return { XDG_CACHE_HOME: await makeTempDir('dev-err-cache', t), GOCACHE: goCacheDir(), TSKO_REGISTRY_ADDR: `127.0.0.1:${await freePort()}`, KO_DOCKER_REPO: undefined };
 }
 
+/**
+ * Saves the way careful editors do (write a temp file, rename it over the old one), so the loop
+ * sees each save as one event and never builds a half-written file in these tests (a truncate
+ * then write is handled too, but may show a short-lived failed build in between).
+ */
+async function save(path: string, text: string): Promise<void> {
+  const temp = `${path}.tsko-test-tmp`;
+  await writeFile(temp, text);
+  await rename(temp, path);
+}
+
 function settled(dev: DevProcess, from: number): Promise<End> {
   return dev.waitFor((e) => isEnd(e) && e.result !== 'cancelled', { from }) as Promise<End>;
 }
@@ -89,14 +100,14 @@ describe('tsko dev bad input', () => {
 
     // go.mod that does not parse: reported, old revision serves, a fix recovers.
     let mark = dev.events.length;
-    await writeFile(join(dir, 'go.mod'), 'module example.com/svc\n\ngo 1.22\nrequire (\n');
+    await save(join(dir, 'go.mod'), 'module example.com/svc\n\ngo 1.22\nrequire (\n');
     const broken = await settled(dev, mark);
     assert.equal(broken.result, 'build-failed');
     assert.match(broken.error?.message ?? '', /go\.mod/);
     assert.equal(await front(), 'one\n');
     mark = dev.events.length;
-    await writeFile(join(dir, 'go.mod'), GO_MOD);
-    await writeFile(join(dir, 'internal', 'greet', 'greet.go'), GREET('two'));
+    await save(join(dir, 'go.mod'), GO_MOD);
+    await save(join(dir, 'internal', 'greet', 'greet.go'), GREET('two'));
     assert.equal((await settled(dev, mark)).result, 'deployed');
     assert.equal(await front(), 'two\n');
 
@@ -107,13 +118,13 @@ describe('tsko dev bad input', () => {
     assert.equal(await front(), 'two\n');
     mark = dev.events.length;
     await mkdir(join(dir, 'internal', 'greet'));
-    await writeFile(join(dir, 'internal', 'greet', 'greet.go'), GREET('three'));
+    await save(join(dir, 'internal', 'greet', 'greet.go'), GREET('three'));
     assert.equal((await settled(dev, mark)).result, 'deployed');
     assert.equal(await front(), 'three\n');
 
     // A revision that exits at once is not switched to; its logs say why.
     mark = dev.events.length;
-    await writeFile(join(dir, 'main.go'), MAIN('fmt.Fprintln(os.Stderr, "boom"); os.Exit(3)'));
+    await save(join(dir, 'main.go'), MAIN('fmt.Fprintln(os.Stderr, "boom"); os.Exit(3)'));
     const crashed = await settled(dev, mark);
     assert.equal(crashed.result, 'deploy-failed');
     assert.match(crashed.error?.message ?? '', /exit/i);
@@ -122,14 +133,14 @@ describe('tsko dev bad input', () => {
 
     // A revision that never listens on PORT times out and is not switched to.
     mark = dev.events.length;
-    await writeFile(join(dir, 'main.go'), MAIN('select {}'));
+    await save(join(dir, 'main.go'), MAIN('select {}'));
     const silent = await settled(dev, mark);
     assert.equal(silent.result, 'deploy-failed');
     assert.match(silent.error?.message ?? '', /PORT|answer|ready/i);
     assert.equal(await front(), 'three\n');
 
     // A save storm (a checkout of many files in quick succession) gives one or two builds.
-    await writeFile(join(dir, 'main.go'), MAIN(''));
+    await save(join(dir, 'main.go'), MAIN(''));
     mark = dev.events.length;
     for (let i = 0; i < 200; i++) await writeFile(join(dir, 'internal', 'greet', 'greet.go'), GREET(`storm ${i}`));
     const stormEnd = await dev.waitFor((e) => isEnd(e) && e.result === 'deployed', { from: mark });

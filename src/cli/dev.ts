@@ -62,7 +62,7 @@ export function registerDevCommand(program: Command): void {
         .default('auto'),
     )
     .addOption(new Option('--ready-timeout <ms>', 'how long a new local revision has to answer on PORT (default 10000)').argParser(positiveInt('--ready-timeout')))
-    .addOption(new Option('--debounce <ms>', 'quiet time after a save before building').argParser(positiveInt('--debounce')).default(5).hideHelp());
+    .addOption(new Option('--debounce <ms>', 'quiet time after a save before building').argParser(positiveInt('--debounce')).default(10).hideHelp());
   addTargetFlags(command).action(async (targets: string[], flags: DevFlags) => {
     await runDev(targets, flags, Boolean(program.opts().verbose));
   });

@@ -89,7 +89,7 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
         naming: options.naming,
         platform: options.platform,
         events,
-        debounceMs: options.debounceMs ?? 5,
+        debounceMs: options.debounceMs ?? 10,
         ...(options.afterPush ? { afterPush: (repo: Repository) => void options.afterPush?.(repo).catch(() => undefined) } : {}),
       });
       watched.push({ loop, scope: { dirs: new Set(), trees: new Set(), files: new Set() } });
