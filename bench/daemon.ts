@@ -1,6 +1,7 @@
 // A `tsko dev --json` daemon under the benchmark: started as a real user would (the CLI, a front
 // port, env for the cache and registry), its JSON event lines collected, and each save followed to
 // the end of the iteration it caused.
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { IterationResult, Stage, TskoEvent } from '../src/events.js';
 import { memoryKb, tail, type Children, type MemoryKb } from './children.js';
@@ -40,6 +41,16 @@ export interface SettledSave {
 
 type Ev = TskoEvent;
 
+/** The single child of `pid`, from /proc (undefined when there is none or several). */
+function childOf(pid: number): number | undefined {
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    return children.length === 1 ? Number(children[0]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class DevDaemon {
   readonly events: Ev[] = [];
   private readonly wakers = new Set<() => void>();
@@ -65,9 +76,13 @@ export class DevDaemon {
     return daemon;
   }
 
+  /**
+   * The daemon's own pid. bin/tsko.js re-executes `dev` once (to set malloc tuning before Node
+   * starts), so the process spawned here is a small wrapper and the daemon is its one child.
+   */
   get pid(): number {
     if (this.child.pid === undefined) throw new Error('tsko dev did not start');
-    return this.child.pid;
+    return childOf(this.child.pid) ?? this.child.pid;
   }
 
   rssKb(): number | undefined {
