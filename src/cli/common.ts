@@ -32,7 +32,8 @@ export interface BuildFlags {
   local?: boolean;
 }
 
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+/** commander: a repeatable flag's values, in order. */
+export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 const collectList = (value: string, previous: string[] = []): string[] => [...previous, ...value.split(',').map((v) => v.trim()).filter(Boolean)];
 
 function parseBool(value: string | undefined): boolean {

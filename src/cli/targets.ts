@@ -11,6 +11,7 @@ import { createKubernetesTarget } from '../deploy/kubernetes.js';
 import { assertRegistryReachable, isLoopbackHost } from '../deploy/loopback.js';
 import type { Target } from '../deploy/target.js';
 import { TskoError } from '../errors.js';
+import { collect } from './common.js';
 import type { EventBus } from '../events.js';
 import { DEFAULT_PLATFORM, parsePlatform } from '../go/platform.js';
 import type { Platform } from '../image/types.js';
@@ -40,8 +41,6 @@ function seconds(value: string): number {
   if (!Number.isFinite(n) || n <= 0) throw new TskoError('USAGE', `--timeout must be a positive number of seconds, got "${value}"`);
   return n;
 }
-
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 /** --target is each command's own; these are the rest. */
 export function addTargetFlags(command: Command): Command {
