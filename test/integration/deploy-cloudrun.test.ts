@@ -1,0 +1,233 @@
+// The Cloud Run target (issue 6): the Admin API v2 fake is first held to the official
+// @google-cloud/run client (get, update as a long-running operation, a failing revision, :wait),
+// then `tsko deploy --target cloudrun` runs against it: the image is set to the pushed digest and
+// the revision waited for, --no-traffic --tag gives a tag URL, a failed revision leaves the
+// previous one serving, each token source is named, and every bad input prints its one line.
+import assert from 'node:assert/strict';
+import { mkdir, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import runClient from '@google-cloud/run';
+import { OAuth2Client } from 'google-auth-library';
+import { request } from 'undici';
+import { METADATA_EMAIL, startFakeCloudRun, type FakeCloudRun } from '../support/fake-cloudrun.js';
+import { DIGEST_REF, errorLine, helloCopy, type HelloCopy } from '../support/deploy-fixture.js';
+import { makeTempDir } from '../support/tmp.js';
+
+const PROJECT = 'fake-project';
+const REGION = 'us-central1';
+const DIGEST = `sha256:${'b'.repeat(64)}`;
+
+describe('the Cloud Run Admin API fake, held to @google-cloud/run', () => {
+  let fake: FakeCloudRun;
+  before(async () => {
+    fake = await startFakeCloudRun({ stepMs: 100 });
+    fake.tokens.set('tok-client', 'client@example.com');
+  });
+  after(() => fake.stop());
+
+  const client = () => {
+    const authClient = new OAuth2Client();
+    authClient.setCredentials({ access_token: 'tok-client' });
+    const port = Number(fake.host.split(':')[1]);
+    return new runClient.v2.ServicesClient({ fallback: true, protocol: 'http', apiEndpoint: '127.0.0.1', port, authClient } as ConstructorParameters<typeof runClient.v2.ServicesClient>[0]);
+  };
+
+  it('gets a service, updates its image as a long-running operation, and polls it to a ready revision', async () => {
+    fake.addService(PROJECT, REGION, 'svc', 'example.com/svc:old');
+    const services = client();
+    const name = `projects/${PROJECT}/locations/${REGION}/services/svc`;
+    const [service] = await services.getService({ name });
+    assert.equal(service.template?.containers?.[0]?.image, 'example.com/svc:old');
+    assert.equal(service.latestReadyRevision, `${name}/revisions/svc-00001-abc`);
+    (service.template?.containers?.[0] as { image: string }).image = `example.com/svc@${DIGEST}`;
+    const [operation] = await services.updateService({ service, updateMask: { paths: ['template'] } });
+    const [updated] = await operation.promise();
+    assert.equal(updated.template?.containers?.[0]?.image, `example.com/svc@${DIGEST}`);
+    assert.equal(updated.latestReadyRevision, updated.latestCreatedRevision);
+    assert.match(updated.latestReadyRevision ?? '', /\/revisions\/svc-00002-[0-9a-f]{3}$/);
+    assert.equal(String(updated.observedGeneration), String(updated.generation));
+    // The LRO's decoded Any carries enums as numbers, a plain GET as names: the same value either way.
+    const state = updated.terminalCondition?.state;
+    assert.ok(state === 'CONDITION_SUCCEEDED' || state === runClient.protos.google.cloud.run.v2.Condition.State.CONDITION_SUCCEEDED, String(state));
+    const patch = fake.calls.find((c) => c.method === 'PATCH');
+    assert.equal(patch?.query.updateMask, 'template');
+    assert.equal(patch?.user, 'client@example.com');
+    assert.ok(fake.calls.some((c) => c.method === 'GET' && c.path.includes('/operations/')), 'the client polled operations.get');
+  });
+
+  it('a failing revision fails the operation with its terminal condition; the previous revision stays ready', async () => {
+    const services = client();
+    const name = `projects/${PROJECT}/locations/${REGION}/services/svc`;
+    const [service] = await services.getService({ name });
+    const ready = service.latestReadyRevision;
+    (service.template?.containers?.[0] as { image: string }).image = 'example.com/svc:broken';
+    fake.mode = 'fail';
+    try {
+      const [operation] = await services.updateService({ service, updateMask: { paths: ['template'] } });
+      await assert.rejects(operation.promise(), /is not ready and cannot serve traffic/);
+    } finally {
+      fake.mode = 'ready';
+    }
+    const [after] = await services.getService({ name });
+    assert.equal(after.latestReadyRevision, ready);
+    assert.notEqual(after.latestCreatedRevision, ready);
+    assert.equal(String(after.terminalCondition?.state), 'CONDITION_FAILED');
+
+    // A stale etag is refused, and a missing service is NOT_FOUND (gRPC code 5) to the client.
+    await assert.rejects(services.updateService({ service: { ...service, etag: '"stale"' }, updateMask: { paths: ['template'] } }), (err: { code?: number }) => err.code === 10);
+    await assert.rejects(services.getService({ name: `projects/${PROJECT}/locations/${REGION}/services/none` }), (err: { code?: number }) => err.code === 5);
+  });
+
+  it('operations :wait returns once the operation is done', async () => {
+    const name = `projects/${PROJECT}/locations/${REGION}/services/svc`;
+    const headers = { authorization: 'Bearer tok-client', 'content-type': 'application/json' };
+    const current = (await (await request(`${fake.url}/v2/${name}`, { headers })).body.json()) as { etag: string; template: { containers: Array<{ image: string }> } };
+    current.template.containers[0] = { ...current.template.containers[0], image: `example.com/svc@${DIGEST}` };
+    const op = (await (await request(`${fake.url}/v2/${name}?updateMask=template`, { method: 'PATCH', headers, body: JSON.stringify({ template: current.template, etag: current.etag }) })).body.json()) as { name: string; done?: boolean };
+    assert.equal(op.done, false);
+    const waited = (await (await request(`${fake.url}/v2/${op.name}:wait`, { method: 'POST', headers, body: '{"timeout":"10s"}' })).body.json()) as { done?: boolean; response?: { latestReadyRevision: string } };
+    assert.equal(waited.done, true);
+    assert.match(waited.response?.latestReadyRevision ?? '', /svc-00004-/);
+  });
+});
+
+describe('tsko deploy --target cloudrun', () => {
+  let fake: FakeCloudRun;
+  let hello: HelloCopy;
+  before(async () => {
+    fake = await startFakeCloudRun({ stepMs: 150 });
+    fake.tokens.set('tok-dev', 'dev@example.com');
+    fake.tokens.set('tok-viewer', 'viewer@example.com');
+    fake.forbidden.add('viewer@example.com');
+    fake.addService(PROJECT, REGION, 'hello', 'example.com/hello:old');
+    hello = await helloCopy('cloudrun');
+  });
+  after(() => fake.stop());
+
+  const base = ['--target', 'cloudrun', '--project', PROJECT, '--region', REGION];
+  const deploy = (args: string[], env: Record<string, string | undefined> = {}) =>
+    hello.deploy([...base, ...args], { CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN: `${fake.url}/`, CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-dev', ...env });
+  const image = (name = 'hello') => fake.service(PROJECT, REGION, name)?.template.containers[0].image as string;
+
+  it('sets the image to the pushed digest, PATCHes with the etag, waits for the operation, and prints the URL', async () => {
+    const result = await deploy([]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(image(), DIGEST_REF);
+    const svc = fake.service(PROJECT, REGION, 'hello');
+    assert.equal(svc?.latestReadyRevision, svc?.latestCreatedRevision);
+    assert.equal(result.stdout, 'https://hello-x7fake-uc.a.run.app\n');
+    const patch = fake.calls.find((c) => c.method === 'PATCH');
+    assert.equal(patch?.query.updateMask, 'template');
+    const body = JSON.parse(patch?.body ?? '{}');
+    assert.match(body.etag, /^"[0-9a-f]+"$/);
+    assert.deepEqual(body.template.containers[0].ports, [{ name: 'http1', containerPort: 8080 }], 'the rest of the template is sent back as read');
+    assert.match(result.stderr, /Cloud Run: using an access token from gcloud/);
+    assert.match(result.stderr, /revision hello-00002-[0-9a-f]{3} ready in \d+ ms at https:\/\/hello-x7fake-uc\.a\.run\.app/);
+    assert.doesNotMatch(result.stderr + result.stdout, /tok-dev/);
+  });
+
+  it('--no-traffic --tag rolls a tagged revision, keeps the traffic where it was, and prints the tag URL', async () => {
+    const before = fake.service(PROJECT, REGION, 'hello')?.latestReadyRevision as string;
+    await hello.setVersion('hello tagged');
+    const result = await deploy(['--no-traffic', '--tag', 'preview']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 'https://preview---hello-x7fake-uc.a.run.app\n');
+    const svc = fake.service(PROJECT, REGION, 'hello');
+    const tagged = (svc?.traffic as Array<{ revision?: string; tag?: string; percent?: number; type: string }>);
+    assert.deepEqual(tagged.map((t) => ({ ...t })), [
+      { type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION', revision: before.split('/').pop(), percent: 100 },
+      { type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION', revision: svc?.latestCreatedRevision.split('/').pop(), percent: 0, tag: 'preview' },
+    ]);
+    assert.equal(fake.calls.findLast((c) => c.method === 'PATCH')?.query.updateMask, 'template,traffic');
+  });
+
+  it('a failing revision prints its terminal condition and leaves the previous revision serving', async () => {
+    const serving = fake.service(PROJECT, REGION, 'hello')?.latestReadyRevision as string;
+    fake.mode = 'fail';
+    await hello.setVersion('hello broken');
+    try {
+      const result = await deploy([]);
+      assert.equal(result.code, 1);
+      assert.match(errorLine(result.stderr), /^tsko: revision hello-\d{5}-[0-9a-f]{3} of Cloud Run service "hello" failed: Revision 'hello-\d{5}-[0-9a-f]{3}' is not ready and cannot serve traffic\. The user-provided container failed to start/);
+      assert.match(result.stderr, new RegExp(`hint: ${serving.split('/').pop()} keeps serving`));
+      assert.equal(fake.service(PROJECT, REGION, 'hello')?.latestReadyRevision, serving);
+    } finally {
+      fake.mode = 'ready';
+    }
+  });
+
+  it('says which token source it used: ADC (from the metadata server), gcloud, or CLOUDSDK_AUTH_ACCESS_TOKEN', async () => {
+    await hello.setVersion('hello adc');
+    const adc = await deploy([], { CLOUDSDK_AUTH_ACCESS_TOKEN: undefined, METADATA_SERVER_DETECTION: 'assume-present', GCE_METADATA_HOST: fake.host });
+    assert.equal(adc.code, 0, adc.stderr);
+    assert.match(adc.stderr, /using an access token from application default credentials/);
+    assert.equal(fake.calls.findLast((c) => c.method === 'PATCH')?.user, METADATA_EMAIL);
+
+    // Without gcloud on PATH (only go), the environment's token is used.
+    const bin = await makeTempDir('cloudrun-path');
+    await mkdir(join(bin, 'bin'));
+    await symlink((await import('node:child_process')).execFileSync('go', ['env', 'GOROOT'], { encoding: 'utf8' }).trim() + '/bin/go', join(bin, 'bin', 'go'));
+    await hello.setVersion('hello env token');
+    const env = await deploy([], { PATH: join(bin, 'bin') });
+    assert.equal(env.code, 0, env.stderr);
+    assert.match(env.stderr, /using an access token from CLOUDSDK_AUTH_ACCESS_TOKEN/);
+  });
+
+  describe('bad input prints one line', () => {
+    it('a service that does not exist names it and where it looked', async () => {
+      const result = await deploy(['--service', 'nope']);
+      assert.equal(result.code, 1);
+      assert.equal(errorLine(result.stderr), `tsko: Cloud Run service "nope" not found in project ${PROJECT}, region ${REGION} (GET ${fake.url}/v2/projects/${PROJECT}/locations/${REGION}/services/nope)`);
+    });
+
+    it('403 names the identity and the permission', async () => {
+      const result = await deploy([], { CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-viewer' });
+      assert.equal(result.code, 1);
+      assert.match(errorLine(result.stderr), /^tsko: the caller \(token from gcloud\) may not read the service: PERMISSION_DENIED: Permission 'run\.services\.get' denied on resource 'projects\/fake-project\/locations\/us-central1\/services\/hello'/);
+      assert.doesNotMatch(result.stderr, /tok-viewer/);
+    });
+
+    it('an expired token is refreshed once, then a clear error', async () => {
+      // ADC from the metadata server: the first token is revoked before use, the refresh gets a good one.
+      await hello.setVersion('hello refresh');
+      const issuedBefore = fake.issued.length;
+      fake.metadataTokensValid = false;
+      const revoke = setInterval(() => {
+        if (fake.issued.length > issuedBefore) fake.metadataTokensValid = true;
+      }, 1);
+      try {
+        const result = await deploy([], { CLOUDSDK_AUTH_ACCESS_TOKEN: undefined, METADATA_SERVER_DETECTION: 'assume-present', GCE_METADATA_HOST: fake.host });
+        assert.equal(result.code, 0, result.stderr);
+      } finally {
+        clearInterval(revoke);
+      }
+      assert.equal(fake.issued.length - issuedBefore, 2, 'one refresh');
+      assert.ok(fake.calls.some((c) => c.user === undefined), 'the first token was refused');
+
+      fake.metadataTokensValid = false;
+      await hello.setVersion('hello expired');
+      const expired = await deploy([], { CLOUDSDK_AUTH_ACCESS_TOKEN: undefined, METADATA_SERVER_DETECTION: 'assume-present', GCE_METADATA_HOST: fake.host });
+      fake.metadataTokensValid = true;
+      assert.equal(expired.code, 1);
+      assert.equal(errorLine(expired.stderr), `tsko: Cloud Run rejected the access token of ${METADATA_EMAIL} (token from application default credentials) even after a refresh: Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.`);
+    });
+
+    it('a revision that never gets ready times out; an Operation that fails says why', async () => {
+      fake.mode = 'hang';
+      await hello.setVersion('hello hang');
+      try {
+        const result = await deploy(['--timeout', '2']);
+        assert.equal(result.code, 1);
+        assert.match(errorLine(result.stderr), /^tsko: the new revision of Cloud Run service "hello" was not ready within 2 s \(operation [0-9a-f]+ still running\)$/);
+      } finally {
+        fake.mode = 'ready';
+      }
+    });
+
+    it('missing project or region are usage errors', async () => {
+      const result = await hello.deploy(['--target', 'cloudrun', '--region', REGION], { CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-dev' });
+      assert.equal(errorLine(result.stderr), 'tsko: --target cloudrun needs a project: pass --project (or set dev.cloudrun.project, or CLOUDSDK_CORE_PROJECT)');
+    });
+  });
+});

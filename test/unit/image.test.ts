@@ -1,0 +1,62 @@
+// The image model without a registry: one-pass layers are reproducible and their digests match
+// their bytes; the builtin base is deterministic; the app config is laid out as ko's.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
+import { describe, it } from 'node:test';
+import { appendAppLayers, createdFromEpoch } from '../../src/image/assemble.js';
+import { builtinStaticBase } from '../../src/image/builtin-base.js';
+import { writeLayer } from '../../src/image/layer-writer.js';
+import { DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_LAYER_GZIP } from '../../src/image/media-types.js';
+
+const hex = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+describe('image model', () => {
+  it('writes a layer whose digest and diff_id match its compressed and uncompressed bytes, the same every time', async () => {
+    const entries = [
+      { name: 'ko-app', type: 'directory' as const, mode: 0o555 },
+      { name: 'ko-app/x', type: 'file' as const, mode: 0o555, content: Buffer.from('binary') },
+    ];
+    const a = await writeLayer(entries, OCI_LAYER_GZIP);
+    const b = await writeLayer(entries, OCI_LAYER_GZIP);
+    assert.equal(a.digest, b.digest);
+    assert.ok(a.source.kind === 'memory');
+    if (a.source.kind !== 'memory') return;
+    assert.equal(a.digest, hex(a.source.data));
+    assert.equal(a.size, a.source.data.length);
+    assert.equal(a.diffId, hex(gunzipSync(a.source.data)));
+  });
+
+  it('builds the builtin base deterministically, with the nonroot user and CA bundle', async () => {
+    const one = await builtinStaticBase({ os: 'linux', architecture: 'amd64' });
+    const two = await builtinStaticBase({ os: 'linux', architecture: 'arm64' });
+    assert.equal(one.layers[0]?.digest, two.layers[0]?.digest, 'the same layer for every platform');
+    assert.notEqual(one.digest, two.digest, 'configs differ by architecture');
+    assert.equal(one.config.config?.User, '65532');
+    const layer = one.layers[0];
+    assert.ok(layer && layer.source.kind === 'memory');
+    if (layer?.source.kind !== 'memory') return;
+    const tar = gunzipSync(layer.source.data).toString('latin1');
+    assert.match(tar, /etc\/ssl\/certs\/ca-certificates\.crt/);
+    assert.match(tar, /nonroot:x:65532:65532/);
+  });
+
+  it('lays out the app config as ko does and follows a Docker base', async () => {
+    const base = await builtinStaticBase({ os: 'linux', architecture: 'amd64' });
+    const dockerBase = { ...base, manifestMediaType: DOCKER_MANIFEST, config: { ...base.config, config: { Env: ['FOO=1'], Cmd: ['/bin/sh'] } } };
+    const kodata = await writeLayer([{ name: 'var/run/ko', type: 'directory', mode: 0o555 }], OCI_LAYER_GZIP);
+    const binary = await writeLayer([{ name: 'ko-app/app', type: 'file', mode: 0o555, content: Buffer.from('x') }], OCI_LAYER_GZIP);
+    const image = appendAppLayers(dockerBase, { importPath: 'example.com/app', appName: 'app', platform: { os: 'linux', architecture: 'amd64' }, kodataLayer: kodata, binaryLayer: binary, created: createdFromEpoch(undefined) });
+    assert.equal(image.manifestMediaType, DOCKER_MANIFEST);
+    const manifest = JSON.parse(image.manifestBytes.toString()) as { layers: Array<{ mediaType: string }> };
+    assert.deepEqual(manifest.layers.slice(-2).map((l) => l.mediaType), [DOCKER_LAYER_GZIP, DOCKER_LAYER_GZIP]);
+    assert.deepEqual(image.config.config?.Entrypoint, ['/ko-app/app']);
+    assert.equal(image.config.config?.Cmd, undefined);
+    assert.deepEqual(image.config.config?.Env, ['FOO=1', 'PATH=/ko-app', 'KO_DATA_PATH=/var/run/ko']);
+    assert.equal(image.config.rootfs.diff_ids.length, 3);
+    assert.equal(image.config.history?.at(-1)?.comment, 'go build output, at /ko-app/app');
+    assert.equal(image.config.created, '1970-01-01T00:00:00Z');
+    assert.equal(createdFromEpoch('1700000000'), '2023-11-14T22:13:20Z');
+    assert.throws(() => createdFromEpoch('yesterday'));
+  });
+});
