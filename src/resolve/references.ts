@@ -1,6 +1,6 @@
 // `ko://` references in YAML documents: every string scalar (values, list items, keys, in any
 // kind of document) whose trimmed text starts with ko://, with the file and line it sits on.
-import { CST, visit, type Scalar } from 'yaml';
+import { CST, visit, type Document, type LineCounter, type Node, type Scalar } from 'yaml';
 import type { ParsedDocument } from './documents.js';
 
 export const KO_PREFIX = 'ko://';
@@ -14,18 +14,21 @@ export interface KoReference {
 }
 
 export function findReferences(documents: readonly ParsedDocument[]): KoReference[] {
+  return documents.flatMap(({ document, file, lines }) => referencesIn(document, file, lines));
+}
+
+/** The references in one document or one node of it (a List item, which is applied on its own). */
+export function referencesIn(node: Document | Node, file: string, lines: LineCounter): KoReference[] {
   const found: KoReference[] = [];
-  for (const { document, file, lines } of documents) {
-    visit(document, {
-      Scalar(_key, node) {
-        if (typeof node.value !== 'string') return;
-        const text = node.value.trim();
-        if (!text.startsWith(KO_PREFIX)) return;
-        const line = node.range ? lines.linePos(node.range[0]).line : 0;
-        found.push({ spec: text.slice(KO_PREFIX.length).trim(), file, line, node });
-      },
-    });
-  }
+  visit(node, {
+    Scalar(_key, scalar) {
+      if (typeof scalar.value !== 'string') return;
+      const text = scalar.value.trim();
+      if (!text.startsWith(KO_PREFIX)) return;
+      const line = scalar.range ? lines.linePos(scalar.range[0]).line : 0;
+      found.push({ spec: text.slice(KO_PREFIX.length).trim(), file, line, node: scalar });
+    },
+  });
   return found;
 }
 

@@ -32,7 +32,7 @@ export interface Resolved {
 
 /** Parses and selects; the documents a resolve would output, before any build. */
 export function loadDocuments(sources: readonly SourceFile[], selector?: Selector): ParsedDocument[] {
-  const all = sources.flatMap(parseDocuments);
+  const all = sources.flatMap((source) => parseDocuments(source));
   return selector ? selectDocuments(all, selector) : all;
 }
 

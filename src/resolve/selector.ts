@@ -1,8 +1,8 @@
 // kubectl's label selectors on metadata.labels (`-l app=web,tier!=db,canary,!legacy`), applied to
 // each document and, in a `kind: List`, to each item, as ko does before it builds anything.
-import { isMap, isSeq, type Document, type Node } from 'yaml';
+import { isMap, type Document, type Node } from 'yaml';
 import { TskoError } from '../errors.js';
-import type { ParsedDocument } from './documents.js';
+import { listItems, type ParsedDocument } from './documents.js';
 
 export type Requirement =
   | { key: string; op: '=' | '!='; value: string }
@@ -58,8 +58,8 @@ export function selectDocuments(documents: readonly ParsedDocument[], selector: 
   const kept: ParsedDocument[] = [];
   for (const parsed of documents) {
     const { document } = parsed;
-    const items = document.get('items', true);
-    if (document.get('kind') === 'List' && isSeq(items)) {
+    const items = listItems(document);
+    if (items) {
       const before = items.items.length;
       items.items = items.items.filter((item) => matchesLabels(selector, labelsOf(item as Node)));
       if (items.items.length === before) kept.push(parsed);
