@@ -1,12 +1,15 @@
 // The manifests mode's YAML work: every `ko://<import path>` string in the named files becomes the
-// pushed digest reference. The yaml package's Document API finds the scalars and their source
-// ranges; the reference is spliced into the file's own text there, in the scalar's quoting, so
-// comments, indentation and key order reach the server exactly as written.
+// pushed digest reference. What counts as a reference, and how one is written into the YAML, is
+// src/resolve/'s, the same as `tsko resolve`: a document reaches the server as its own text with
+// only the ko:// scalars edited, so comments, quoting, indentation and key order stay as written.
+// Each reference is also set in the Document, so the objects could be sent as JSON instead.
 import { readFile } from 'node:fs/promises';
-import { isScalar, parseAllDocuments, visit, type Document } from 'yaml';
+import { Document, isScalar, type Node } from 'yaml';
 import { TskoError } from '../errors.js';
+import { documentText, listItems, parseDocuments } from '../resolve/documents.js';
+import { referencesIn, replaceReference, type KoReference } from '../resolve/references.js';
 
-export const KO_PREFIX = 'ko://';
+export { KO_PREFIX } from '../resolve/references.js';
 
 export interface ManifestObject {
   file: string;
@@ -42,76 +45,62 @@ export async function resolveManifests(files: string[], references: ReadonlyMap<
         hint: 'check dev.kubernetes.manifests in the config',
       });
     }
-    let previousEnd = 0;
-    for (const [index, doc] of parseAllDocuments(text).entries()) {
-      // The text from the previous document's end keeps this one's leading comments and `---`.
-      const start = previousEnd;
-      previousEnd = doc.range[2];
-      if (doc.errors.length > 0) {
-        const first = doc.errors[0]?.message.split('\n')[0];
-        throw new TskoError('KUBE', `${file}: document ${index + 1} is not valid YAML: ${first}`);
+    const documents = parseDocuments(
+      { name: file, text },
+      { invalid: (e) => new TskoError('KUBE', `${e.file}:${e.line}:${e.col}: document ${e.document + 1} is not valid YAML: ${e.message}`) },
+    );
+    for (const parsed of documents) {
+      // Server-side apply takes one object, so a List's items are applied one by one, as kubectl does.
+      const items = listItems(parsed.document);
+      const documentName = `${file}: document ${parsed.index + 1}`;
+      const parts = items
+        ? items.items.map((item, i) => ({ node: item as Node, where: `${documentName} item ${i + 1}`, print: () => itemText(item as Node) }))
+        : [{ node: parsed.document, where: documentName, print: () => documentText(parsed) }];
+      for (const { node, where, print } of parts) {
+        const object = describe(node, where);
+        const found = referencesIn(node, file, parsed.lines);
+        const missing = resolveObject(found, references);
+        if (missing.length > 0) {
+          skipped.push({ object: `${object.kind}/${object.name}`, missing });
+          continue;
+        }
+        objects.push({ ...object, file, index: parsed.index, yaml: print(), importPaths: found.map((ref) => ref.spec) });
       }
-      if (doc.contents === null) continue;
-      const object = describe(doc, file, index);
-      const { missing, edits } = resolveDocument(doc, references);
-      if (missing.length > 0) {
-        skipped.push({ object: `${object.kind}/${object.name}`, missing });
-        continue;
-      }
-      let yaml = text.slice(start, doc.range[2]);
-      for (const edit of edits.sort((a, b) => b.from - a.from)) {
-        yaml = yaml.slice(0, edit.from - start) + edit.text + yaml.slice(edit.to - start);
-      }
-      objects.push({ ...object, yaml });
     }
   }
   return { objects, skipped };
 }
 
-interface Edit {
-  from: number;
-  to: number;
-  text: string;
-}
-
-/** The source edits that put a reference in every ko:// scalar it knows, and the import paths it does not know. */
-function resolveDocument(doc: Document, references: ReadonlyMap<string, string>): { missing: string[]; edits: Edit[] } {
+/** Puts every known reference in place, unless one is unknown: then the import paths not pushed yet. */
+function resolveObject(found: readonly KoReference[], references: ReadonlyMap<string, string>): string[] {
   const missing = new Set<string>();
-  const edits: Edit[] = [];
-  visit(doc, {
-    Scalar(_key, node) {
-      if (typeof node.value !== 'string' || !node.value.startsWith(KO_PREFIX)) return;
-      const importPath = node.value.slice(KO_PREFIX.length).trim();
-      const reference = references.get(importPath);
-      if (reference === undefined) {
-        missing.add(importPath);
-        return;
-      }
-      if (!node.range) throw new TskoError('INTERNAL', `no source position for ko://${importPath}`);
-      const text = node.type === 'QUOTE_SINGLE' ? `'${reference}'` : node.type === 'QUOTE_DOUBLE' ? JSON.stringify(reference) : reference;
-      edits.push({ from: node.range[0], to: node.range[1], text });
-    },
-  });
-  return { missing: [...missing], edits };
+  for (const ref of found) {
+    if (ref.spec === '') throw new TskoError('KUBE', `${ref.file}:${ref.line}: "ko://" names no import path`);
+    if (!references.has(ref.spec)) missing.add(ref.spec);
+  }
+  if (missing.size > 0) return [...missing];
+  for (const ref of found) replaceReference(ref, references.get(ref.spec) as string);
+  return [];
 }
 
-function describe(doc: Document, file: string, index: number): Omit<ManifestObject, 'yaml'> {
-  const importPaths: string[] = [];
-  visit(doc, {
-    Scalar(_key, node) {
-      if (typeof node.value === 'string' && node.value.startsWith(KO_PREFIX)) importPaths.push(node.value.slice(KO_PREFIX.length).trim());
-    },
-  });
+/** A List item has no text of its own that stands alone (it is indented under `items:`); printed from its node. */
+function itemText(item: Node): string {
+  const document = new Document();
+  document.contents = item;
+  return document.toString({ lineWidth: 0 });
+}
+
+function describe(node: Document | Node, where: string): Pick<ManifestObject, 'apiVersion' | 'kind' | 'name' | 'namespace'> {
   const get = (path: string[]): unknown => {
-    const node = doc.getIn(path, true);
-    return isScalar(node) ? node.value : node;
+    // A List item may be a scalar, which has no fields to look up.
+    const found: unknown = 'getIn' in node ? node.getIn(path, true) : undefined;
+    return isScalar(found) ? found.value : found;
   };
   const apiVersion = get(['apiVersion']);
   const kind = get(['kind']);
   const name = get(['metadata', 'name']);
   const namespace = get(['metadata', 'namespace']);
-  const where = `${file}: document ${index + 1}`;
   if (typeof apiVersion !== 'string' || typeof kind !== 'string') throw new TskoError('KUBE', `${where} has no apiVersion and kind`);
   if (typeof name !== 'string' || name === '') throw new TskoError('KUBE', `${where} (${kind}) has no metadata.name`);
-  return { file, index, apiVersion, kind, name, namespace: typeof namespace === 'string' ? namespace : undefined, importPaths };
+  return { apiVersion, kind, name, namespace: typeof namespace === 'string' ? namespace : undefined };
 }
