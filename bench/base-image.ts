@@ -3,6 +3,7 @@
 import { OCI_CONFIG, OCI_MANIFEST } from '../src/image/media-types.js';
 import { builtinStaticBase } from '../src/image/builtin-base.js';
 import { sha256 } from '../src/image/digest.js';
+import { readLayer } from '../src/image/layer.js';
 import type { Platform } from '../src/image/types.js';
 
 /** Push the base to `registry` (host:port) as `repository`; returns a digest reference. */
@@ -10,10 +11,9 @@ export async function pushBuiltinBase(registry: string, repository: string, plat
   const base = await builtinStaticBase(platform);
   const configBytes = Buffer.from(JSON.stringify(base.config));
   const configDigest = sha256(configBytes);
-  const layers = base.layers.map((layer) => {
-    if (layer.source.kind !== 'memory') throw new Error('builtin://static layers are expected in memory');
-    return { descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size }, data: layer.source.data };
-  });
+  const layers = await Promise.all(
+    base.layers.map(async (layer) => ({ descriptor: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size }, data: await readLayer(layer) })),
+  );
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,

@@ -1,19 +1,34 @@
 // The typed events every stage emits and every reporter reads. The pipeline never prints: it emits
 // these synchronously on one bus, and reporters (plain lines, JSON lines, the Ink dashboard)
-// subscribe. Emitting never waits on a reporter, so a slow terminal cannot slow a build.
+// subscribe. Emitting never waits on a reporter, so a slow terminal cannot slow a build. The bus is
+// also the one place events are redacted: no secret reaches any reporter.
 //
 // The JSON reporter writes these objects as they are, one per line: changing a field's name or
 // meaning is a breaking change for editors and CI that read them.
+import { redactValues } from './redact.js';
 
 export type Stage = 'trigger' | 'build' | 'layer' | 'push' | 'deploy' | 'ready';
 
 export type IterationResult = 'deployed' | 'unchanged' | 'build-failed' | 'push-failed' | 'deploy-failed' | 'cancelled';
+
+/** One compiler diagnostic, as go printed it: `file:line[:col]: message`, then its indented notes. */
+export interface Diagnostic {
+  /** The file as go printed it, without a leading `./`. */
+  file: string;
+  line: number;
+  column?: number;
+  message: string;
+  /** Lines that belong to it (indented notes such as `have (…)`/`want (…)`, or a `go get …` fix). */
+  notes?: string[];
+}
 
 export interface ErrorInfo {
   code: string;
   message: string;
   hint?: string;
   detail?: string;
+  /** A failed `go build`'s diagnostics, parsed once where the build ran, so no reporter re-parses text. */
+  diagnostics?: Diagnostic[];
 }
 
 interface Base {
@@ -30,7 +45,12 @@ export type TskoEvent =
   | (Base & { type: 'registry.embedded'; address: string; root: string; started: boolean })
   | (Base & { type: 'base.resolved'; importPath: string; base: string; digest: string; cached: boolean })
   | (Base & { type: 'stage.start'; stage: Stage; importPath?: string; platform?: string })
-  | (Base & { type: 'stage.end'; stage: Stage; importPath?: string; platform?: string; ms: number; ok: boolean })
+  /**
+   * `ok` is the stage's real outcome: false when it failed or was cancelled (then `cancelled` is
+   * true: a newer save, a config change or shutdown stopped it). Stages never overlap: `deploy` is
+   * the target's own call (unpack and start; PATCH; service update), `ready` the wait after it.
+   */
+  | (Base & { type: 'stage.end'; stage: Stage; importPath?: string; platform?: string; ms: number; ok: boolean; cancelled?: boolean })
   | (Base & { type: 'go.build'; importPath: string; platform: string; output: string; ms: number })
   | (Base & { type: 'layer.built'; importPath: string; digest: string; diffId: string; size: number; ms: number })
   | (Base & {
@@ -87,11 +107,16 @@ export interface EventBus {
   subscribe(listener: Listener): () => void;
 }
 
+/**
+ * The one bus of a command. Every event is redacted here, once, before any reporter sees it, so
+ * the plain lines, the JSON lines and the dashboard cannot differ in what they let through.
+ */
 export function createEventBus(): EventBus {
   const listeners = new Set<Listener>();
   return {
     emit(input) {
-      const event = { time: Date.now(), ...input } as TskoEvent;
+      if (listeners.size === 0) return;
+      const event = redactValues({ time: Date.now(), ...input }) as TskoEvent;
       for (const listener of listeners) {
         try {
           listener(event);

@@ -15,3 +15,28 @@ export function redact(text: string): string {
   for (const [pattern, replacement] of PATTERNS) out = out.replace(pattern, replacement);
   return out;
 }
+
+/**
+ * `value` with every string in it redacted, at any depth. Objects and arrays are copied only when
+ * something in them changed, so an event without secrets passes through as it is.
+ */
+export function redactValues<T>(value: T): T {
+  if (typeof value === 'string') return redact(value) as T;
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    value.forEach((item: unknown, i) => {
+      const next = redactValues(item);
+      if (next !== item) (copy ??= value.slice())[i] = next;
+    });
+    return (copy ?? value) as T;
+  }
+  if (value !== null && typeof value === 'object') {
+    let copy: Record<string, unknown> | undefined;
+    for (const [key, item] of Object.entries(value)) {
+      const next = redactValues(item);
+      if (next !== item) (copy ??= { ...(value as Record<string, unknown>) })[key] = next;
+    }
+    return (copy ?? value) as T;
+  }
+  return value;
+}

@@ -5,11 +5,10 @@
 import { posix } from 'node:path';
 import type { Command } from 'commander';
 import { TskoError } from '../errors.js';
-import { buildAndPublish } from '../publish/build-and-publish.js';
-import { addBuildFlags, normaliseBuildFlags, type BuildFlags } from './common.js';
+import { addBuildFlags, type BuildCommandFlags } from './common.js';
 import { findKubectl, kubectlGlobalArgs, runKubectl, type KubectlFlags } from './kubectl.js';
-import { openPublishSession, printedLine, writeImageRefs } from './publish-session.js';
-import { addResolveFlags, normaliseResolveFlags, resolveYaml, type ResolveFlags } from './resolve.js';
+import { addResolveFlags, resolveYaml, type ResolveFlags } from './resolve.js';
+import { openCommandSession, printedLine, writeImageRefs } from './session.js';
 
 function addKubectlFlags(command: Command): Command {
   return command
@@ -24,7 +23,7 @@ export function registerKubectlCommands(program: Command): void {
       .command(verb)
       .description(`resolve ko:// references in YAML (as \`tsko resolve\`), then \`kubectl ${verb} -f -\` it; kubectl flags after --`)
       .argument('[kubectlArgs...]', `extra arguments for kubectl ${verb}, after --`);
-    addKubectlFlags(addResolveFlags(command)).action(async (kubectlArgs: string[], raw: Partial<ResolveFlags & KubectlFlags>) => {
+    addKubectlFlags(addResolveFlags(command)).action(async (kubectlArgs: string[], raw: ResolveFlags & KubectlFlags) => {
       process.exitCode = await runResolveAndKubectl(verb, kubectlArgs, raw, Boolean(program.opts().verbose));
     });
   }
@@ -45,15 +44,16 @@ export function registerKubectlCommands(program: Command): void {
     .description('publish a main package and run it once in the cluster: `kubectl run <name> --image <ref> --attach --rm --restart=Never` (as `ko run`); arguments after -- go to the container')
     .argument('<importpath>', 'import path or ./dir of a main package')
     .argument('[containerArgs...]', 'arguments for the container, after --');
-  addKubectlFlags(addBuildFlags(run)).action(async (target: string, containerArgs: string[], raw: Partial<BuildFlags & KubectlFlags>) => {
+  addKubectlFlags(addBuildFlags(run)).action(async (target: string, containerArgs: string[], raw: BuildCommandFlags & KubectlFlags) => {
     process.exitCode = await runOnce(target, containerArgs, raw, Boolean(program.opts().verbose));
   });
 }
 
-async function runResolveAndKubectl(verb: 'apply' | 'create', kubectlArgs: string[], raw: Partial<ResolveFlags & KubectlFlags>, verbose: boolean): Promise<number> {
+async function runResolveAndKubectl(verb: 'apply' | 'create', kubectlArgs: string[], raw: ResolveFlags & KubectlFlags, verbose: boolean): Promise<number> {
   // Before any build: a missing kubectl must not cost a build and a push.
   const kubectl = findKubectl(process.env);
-  const outcome = await resolveYaml(normaliseResolveFlags(raw), verbose);
+  const { context: _context, namespace: _namespace, kubeconfig: _kubeconfig, ...flags } = raw;
+  const outcome = await resolveYaml(flags, verbose);
   if (outcome.nothingSelected) return 0;
   if (outcome.yaml.trim() === '') {
     process.stderr.write(`tsko: no documents to ${verb}\n`);
@@ -62,16 +62,17 @@ async function runResolveAndKubectl(verb: 'apply' | 'create', kubectlArgs: strin
   return runKubectl(kubectl, [verb, ...kubectlGlobalArgs(raw), '-f', '-', ...kubectlArgs], { input: outcome.yaml });
 }
 
-async function runOnce(target: string, containerArgs: string[], raw: Partial<BuildFlags & KubectlFlags>, verbose: boolean): Promise<number> {
+async function runOnce(target: string, containerArgs: string[], raw: BuildCommandFlags & KubectlFlags, verbose: boolean): Promise<number> {
   if (target.startsWith('-')) throw new TskoError('USAGE', `expected an import path first, got "${target}"`);
   const kubectl = findKubectl(process.env);
-  const flags = normaliseBuildFlags(raw);
-  const session = await openPublishSession(flags, verbose);
+  const { context: _context, namespace: _namespace, kubeconfig: _kubeconfig, config: configFile, ...build } = raw;
+  const session = await openCommandSession({ command: 'run', ...(configFile ? { configFile } : {}), build }, verbose);
+  const { pipeline, config, events, signal } = session;
   let reference: string;
   try {
-    const result = await buildAndPublish(session.pipeline, target, session.request, session.events, session.signal);
-    reference = printedLine(result, flags);
-    if (flags.imageRefs) await writeImageRefs(flags.imageRefs, [{ line: reference, result }]);
+    const result = await pipeline.publish(target, { events, signal });
+    reference = printedLine(result, config);
+    if (config.build.imageRefs) await writeImageRefs(config.build.imageRefs, [result], config);
   } finally {
     await session.close();
   }

@@ -3,12 +3,10 @@
 // the one already serving at its address, or one started in this process for as long as it runs.
 import { TskoError } from '../errors.js';
 import type { EventBus } from '../events.js';
-import type { ResolvedConfig } from '../config/resolve.js';
+import { EMBEDDED_REPO, type ResolvedConfig } from '../config/resolve.js';
 import { parseRepository } from '../registry/reference.js';
 import { defaultRegistryRoot, ensureEmbeddedRegistry } from '../registry/server/index.js';
-import type { BuildFlags } from './common.js';
 
-export const EMBEDDED_REPO = 'tsko.local';
 
 export interface DockerRepo {
   dockerRepo: string;
@@ -17,10 +15,10 @@ export interface DockerRepo {
   close(): Promise<void>;
 }
 
-export async function resolveDockerRepo(config: ResolvedConfig, flags: Pick<BuildFlags, 'push'>, events: EventBus, signal?: AbortSignal): Promise<DockerRepo> {
+export async function resolveDockerRepo(config: ResolvedConfig, events: EventBus, signal?: AbortSignal): Promise<DockerRepo> {
   const value = config.dockerRepo ?? EMBEDDED_REPO;
   if (value === EMBEDDED_REPO || value.startsWith(`${EMBEDDED_REPO}/`)) {
-    if (!flags.push) return { dockerRepo: value, close: async () => {} };
+    if (!config.build.push) return { dockerRepo: value, close: async () => {} };
     const root = defaultRegistryRoot(config.env, config.homedir);
     const running = await ensureEmbeddedRegistry({ addr: config.embeddedRegistryAddr, root, ...(signal ? { signal } : {}) });
     events.emit({ type: 'registry.embedded', address: running.address, root, started: running.started });

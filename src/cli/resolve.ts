@@ -2,17 +2,17 @@
 // the YAML and print the YAML with digest references on stdout — all of it, or nothing when any
 // reference fails. `apply` and `create` reuse this before handing the YAML to kubectl.
 import type { Command } from 'commander';
-import { buildAndPublish, type PublishResult } from '../publish/build-and-publish.js';
 import type { ResolvedTarget } from '../publish/builder.js';
+import type { Published } from '../publish/publisher.js';
 import { readInputs } from '../resolve/inputs.js';
 import { loadDocuments, resolveDocuments } from '../resolve/resolver.js';
 import { findReferences } from '../resolve/references.js';
 import { stringifyDocuments } from '../resolve/documents.js';
 import { parseSelector } from '../resolve/selector.js';
-import { addBuildFlags, normaliseBuildFlags, type BuildFlags } from './common.js';
-import { openPublishSession, printedLine, writeImageRefs } from './publish-session.js';
+import { addBuildFlags, collect, type BuildCommandFlags } from './common.js';
+import { openCommandSession, printedLine, writeImageRefs } from './session.js';
 
-export interface ResolveFlags extends BuildFlags {
+export interface ResolveFlags extends BuildCommandFlags {
   filename: string[];
   recursive?: boolean;
   selector?: string;
@@ -24,8 +24,6 @@ export interface ResolveOutcome {
   nothingSelected: boolean;
 }
 
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
-
 /** The -f/-R/-l flags and ko's build flags, for resolve, apply and create. */
 export function addResolveFlags(command: Command): Command {
   return addBuildFlags(
@@ -36,63 +34,57 @@ export function addResolveFlags(command: Command): Command {
   );
 }
 
-export function normaliseResolveFlags(raw: Partial<ResolveFlags>): ResolveFlags {
-  return { ...normaliseBuildFlags(raw), filename: raw.filename ?? [] };
-}
-
 export function registerResolveCommand(program: Command): void {
   const command = program
     .command('resolve')
     .description('build the ko:// import paths in YAML, publish them, and print the YAML with digest references (as `ko resolve`)');
-  addResolveFlags(command).action(async (raw: Partial<ResolveFlags>) => {
-    const outcome = await resolveYaml(normaliseResolveFlags(raw), Boolean(program.opts().verbose));
+  addResolveFlags(command).action(async (flags: ResolveFlags) => {
+    const outcome = await resolveYaml(flags, Boolean(program.opts().verbose));
     process.stdout.write(outcome.yaml);
   });
 }
 
 export async function resolveYaml(flags: ResolveFlags, verbose: boolean): Promise<ResolveOutcome> {
-  const selector = flags.selector !== undefined ? parseSelector(flags.selector) : undefined;
-  const sources = await readInputs(flags.filename, { cwd: process.cwd(), recursive: Boolean(flags.recursive), readStdin });
+  const { filename = [], recursive, selector: selectorText, config: configFile, ...build } = flags;
+  const inline = { command: 'resolve' as const, ...(configFile ? { configFile } : {}), build };
+  const selector = selectorText !== undefined ? parseSelector(selectorText) : undefined;
+  const sources = await readInputs(filename, { cwd: process.cwd(), recursive: Boolean(recursive), readStdin });
   const documents = loadDocuments(sources, selector);
+  const nothingToBuild = async (yaml: string, nothingSelected: boolean): Promise<ResolveOutcome> => {
+    // --image-refs is written (empty) even when nothing is built.
+    if (build.imageRefs) await writeImageRefs(build.imageRefs, []);
+    return { yaml, nothingSelected };
+  };
   if (selector && documents.length === 0) {
-    process.stderr.write(`tsko: no documents match the selector "${flags.selector}"\n`);
-    if (flags.imageRefs) await writeImageRefs(flags.imageRefs, []);
-    return { yaml: '', nothingSelected: true };
+    process.stderr.write(`tsko: no documents match the selector "${selectorText}"\n`);
+    return nothingToBuild('', true);
   }
   // No ko:// at all: the YAML passes through without a registry or a build.
-  if (findReferences(documents).length === 0) {
-    if (flags.imageRefs) await writeImageRefs(flags.imageRefs, []);
-    return { yaml: stringifyDocuments(documents), nothingSelected: false };
-  }
+  if (findReferences(documents).length === 0) return nothingToBuild(stringifyDocuments(documents), false);
 
-  const session = await openPublishSession(flags, verbose);
+  const session = await openCommandSession(inline, verbose);
+  const { pipeline, config, events } = session;
   try {
     const targets = new Map<string, ResolvedTarget>();
-    const results = new Map<string, PublishResult>();
+    const results = new Map<string, Published>();
     const resolved = await resolveDocuments(
       documents,
       {
         async check(spec, signal) {
-          const target = await session.pipeline.builder.resolveTarget(spec, signal);
+          const target = await pipeline.resolve(spec, signal);
           targets.set(target.pkg.importPath, target);
           return target.pkg.importPath;
         },
         async publish(importPath, signal) {
-          const result = await buildAndPublish(session.pipeline, targets.get(importPath) as ResolvedTarget, session.request, session.events, signal);
+          const result = await pipeline.publish(targets.get(importPath) as ResolvedTarget, { events, signal });
           results.set(importPath, result);
-          return printedLine(result, flags);
+          return printedLine(result, config);
         },
       },
       { signal: session.signal },
     );
-    if (flags.imageRefs) {
-      await writeImageRefs(
-        flags.imageRefs,
-        [...resolved.images.keys()].map((importPath) => {
-          const result = results.get(importPath) as PublishResult;
-          return { line: printedLine(result, flags), result };
-        }),
-      );
+    if (config.build.imageRefs) {
+      await writeImageRefs(config.build.imageRefs, [...resolved.images.keys()].map((importPath) => results.get(importPath) as Published), config);
     }
     return { yaml: resolved.yaml, nothingSelected: false };
   } finally {

@@ -1,15 +1,21 @@
-// One place turns config file + environment into the resolved config every lower layer reads
-// (as Vite's resolveConfig): nothing below src/config reads process.env. The result knows the
-// file it came from, so `tsko dev` can watch it and resolve again.
+// One place turns config file + environment + the command line's flags into the resolved config
+// every lower layer reads (as Vite's resolveConfig): nothing below src/config reads process.env,
+// and flags are merged over the file here and nowhere else. The result knows the files it came
+// from, so `tsko dev` can watch them and resolve again with the same flags.
 import { readFile } from 'node:fs/promises';
 import { homedir as osHomedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { DEFAULT_REGISTRY_ADDR } from '../registry/server/address.js';
 import { TskoError } from '../errors.js';
-import type { BuildConfig, DevConfig, RegistryConfig } from './define.js';
+import { isLoopbackRegistry } from '../registry/reference.js';
+import { resolveBuildOptions, type BuildFlags, type ResolvedBuildOptions } from './build-options.js';
+import type { BuildConfig, RegistryConfig } from './define.js';
+import { resolveDevOptions, type DevFlags, type ResolvedDevOptions } from './dev-options.js';
 import { findConfigFile, loadConfigFile } from './load.js';
 
 export const KO_DEFAULT_BASE_IMAGE = 'cgr.dev/chainguard/static:latest';
+/** KO_DOCKER_REPO's reserved value (and its default): the embedded registry. */
+export const EMBEDDED_REPO = 'tsko.local';
 
 export interface ResolvedBuild {
   id?: string;
@@ -45,7 +51,12 @@ export interface ResolvedConfig {
   readonly defaultEnv: readonly string[];
   readonly defaultFlags: readonly string[];
   readonly defaultLdflags: readonly string[];
-  readonly dev: DevConfig;
+  /** ko's build flags merged over the file: naming, tags, platforms, sinks, image options. */
+  readonly build: ResolvedBuildOptions;
+  /** The dev loop's settings (services, target, platform, ports); only for `tsko dev` and `tsko deploy`. */
+  readonly dev: ResolvedDevOptions | undefined;
+  /** Things worth a warning line that are not errors (both --bare and -B, as ko warns). */
+  readonly warnings: readonly string[];
   readonly registry: ResolvedRegistryConfig;
   readonly goBinary: string;
   /** KO_DOCKER_REPO, when set. */
@@ -59,6 +70,10 @@ export interface ResolvedConfig {
   readonly homedir: string;
 }
 
+/**
+ * What a command passes in: where it runs and what its command line said. `tsko dev` keeps it
+ * and resolves it again (with `fresh`) when the config file changes.
+ */
 export interface InlineConfig {
   cwd?: string;
   /** --config PATH */
@@ -67,6 +82,13 @@ export interface InlineConfig {
   homedir?: string;
   /** Re-import the config file even if it was loaded before (dev loop). */
   fresh?: boolean;
+  /**
+   * `dev` and `deploy` resolve the dev section too; they push once per save under `latest`, with
+   * no SBOM, and never reuse a build. Other commands get ko's defaults.
+   */
+  command?: 'build' | 'resolve' | 'apply' | 'run' | 'dev' | 'deploy';
+  build?: BuildFlags;
+  dev?: DevFlags;
 }
 
 export async function resolveConfig(inline: InlineConfig = {}): Promise<ResolvedConfig> {
@@ -84,6 +106,12 @@ export async function resolveConfig(inline: InlineConfig = {}): Promise<Resolved
   for (const [importPath, base] of Object.entries(config.baseImageOverrides ?? {})) overrides.set(importPath.toLowerCase(), base);
 
   const registry = await resolveRegistry(config.registry ?? {}, configDir, file);
+  const defaultPlatforms = env.KO_DEFAULTPLATFORMS ? splitList(env.KO_DEFAULTPLATFORMS) : (config.defaultPlatforms ?? []);
+  const warnings: string[] = [];
+  const embeddedRegistryAddr = env.TSKO_REGISTRY_ADDR || DEFAULT_REGISTRY_ADDR;
+  const looping = inline.command === 'dev' || inline.command === 'deploy';
+  const dev = looping ? resolveDevOptions(inline.dev ?? {}, config.dev ?? {}, { env, cwd, homedir: home, configDir, defaultPlatforms }) : undefined;
+  const build = resolveBuildOptions(inline.build ?? {}, { defaultPlatforms, env }, (message) => warnings.push(message));
   const resolved: ResolvedConfig = {
     cwd,
     configFile: file,
@@ -92,21 +120,48 @@ export async function resolveConfig(inline: InlineConfig = {}): Promise<Resolved
     defaultBaseImage: env.KO_DEFAULTBASEIMAGE || config.defaultBaseImage || KO_DEFAULT_BASE_IMAGE,
     baseImageOverrides: overrides,
     builds: (config.builds ?? []).map((build) => resolveBuild(build, configDir)),
-    defaultPlatforms: env.KO_DEFAULTPLATFORMS ? splitList(env.KO_DEFAULTPLATFORMS) : (config.defaultPlatforms ?? []),
+    defaultPlatforms,
     defaultEnv: config.defaultEnv ?? [],
     defaultFlags: config.defaultFlags ?? [],
     defaultLdflags: config.defaultLdflags ?? [],
-    dev: config.dev ?? {},
+    build: dev ? loopBuildOptions(build, dev, inline.command === 'dev', registryOf(env.KO_DOCKER_REPO || undefined, embeddedRegistryAddr)) : build,
+    dev,
+    warnings,
     registry,
     goBinary: env.KO_GO_PATH || 'go',
     dockerRepo: env.KO_DOCKER_REPO || undefined,
     sourceDateEpoch: env.SOURCE_DATE_EPOCH,
     kodataDateEpoch: env.KO_DATA_DATE_EPOCH,
-    embeddedRegistryAddr: env.TSKO_REGISTRY_ADDR || DEFAULT_REGISTRY_ADDR,
+    embeddedRegistryAddr,
     cacheDir: env.XDG_CACHE_HOME ? join(env.XDG_CACHE_HOME, 'tsko') : join(home, '.cache', 'tsko'),
     homedir: home,
   };
   return Object.freeze(resolved);
+}
+
+/**
+ * The dev loop and `tsko deploy` build the one platform their target runs and push it under
+ * `latest` without an SBOM. gzip is a third of a warm iteration's time for an
+ * 8 MB binary on a small machine and buys nothing when the registry and the revisions are both on
+ * this machine, so there the dev loop's `auto` writes the app layers as plain tar.
+ */
+function loopBuildOptions(build: ResolvedBuildOptions, dev: ResolvedDevOptions, devLoop: boolean, registry: string): ResolvedBuildOptions {
+  const local = dev.target === 'local' && isLoopbackRegistry(registry);
+  const compression = !devLoop ? 'gzip' : dev.layerCompression === 'auto' ? (local ? 'none' : 'gzip') : dev.layerCompression;
+  return {
+    ...build,
+    tags: ['latest'],
+    push: true,
+    platforms: [dev.platform],
+    sbom: 'none',
+    image: { ...build.image, layerCompression: compression },
+  };
+}
+
+/** The registry host images go to: KO_DOCKER_REPO's, else the embedded registry's address. */
+export function registryOf(dockerRepo: string | undefined, embeddedAddr: string): string {
+  if (dockerRepo === undefined || dockerRepo === EMBEDDED_REPO || dockerRepo.startsWith(`${EMBEDDED_REPO}/`)) return embeddedAddr;
+  return dockerRepo.split('/')[0] ?? dockerRepo;
 }
 
 async function resolveRegistry(registry: RegistryConfig, configDir: string, file: string | undefined): Promise<ResolvedRegistryConfig> {

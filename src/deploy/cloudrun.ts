@@ -4,12 +4,12 @@
 // reports the revision's terminal condition, while the previous revision keeps serving. With
 // noTraffic and a tag, the new revision gets a tag URL and none of the traffic.
 import { request } from 'undici';
+import { abortError, sleep } from '../abort.js';
 import { TskoError, isAbortError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { TokenSource } from './gcp-token.js';
 import { assertRegistryReachable } from './loopback.js';
-import { sleep } from './sleep.js';
-import type { DeployRequest, DeployResult, Target } from './target.js';
+import type { DeployRequest, DeployResult, Rollout, Target } from './target.js';
 
 export const DEFAULT_RUN_API = 'https://run.googleapis.com';
 
@@ -105,7 +105,7 @@ function short(name: string | undefined): string | undefined {
   return name?.split('/').pop();
 }
 
-async function deploy(options: CloudRunTargetOptions, apiBase: string, req: DeployRequest): Promise<DeployResult> {
+async function deploy(options: CloudRunTargetOptions, apiBase: string, req: DeployRequest): Promise<Rollout> {
   const service = options.service ?? req.service;
   const where = `project ${options.project}, region ${options.region}`;
   assertRegistryReachable(req.reference, apiBase, 'Cloud Run', 'set KO_DOCKER_REPO to an Artifact Registry repository (REGION-docker.pkg.dev/PROJECT/REPO) Cloud Run can pull from');
@@ -137,20 +137,18 @@ async function deploy(options: CloudRunTargetOptions, apiBase: string, req: Depl
     }
   }
   req.events.emit({ type: 'rollout', target: 'cloudrun', message: `service ${service}: new revision with ${req.reference}` });
-  const started = performance.now();
-  req.events.emit({ type: 'stage.start', stage: 'ready' });
-  let ok = false;
-  try {
-    const done = await waitOperation(api, operation, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, req.events, service);
-    const result = await outcome(api, path, done, options, service, revisionName);
-    ok = true;
-    const ms = Math.round(performance.now() - started);
-    req.events.emit({ type: 'rollout', target: 'cloudrun', message: `revision ${result.revision} ready in ${ms} ms${result.url ? ` at ${result.url}` : ''}` });
-    if (options.tag && result.url) req.events.emit({ type: 'log', level: 'info', message: `${service}: tag ${options.tag} → ${result.url}` });
-    return result;
-  } finally {
-    req.events.emit({ type: 'stage.end', stage: 'ready', ms: performance.now() - started, ok });
-  }
+  const started = operation;
+  return {
+    async ready() {
+      const since = performance.now();
+      const done = await waitOperation(api, started, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, req.events, service);
+      const result = await outcome(api, path, done, options, service, revisionName);
+      const ms = Math.round(performance.now() - since);
+      req.events.emit({ type: 'rollout', target: 'cloudrun', message: `revision ${result.revision} ready in ${ms} ms${result.url ? ` at ${result.url}` : ''}` });
+      if (options.tag && result.url) req.events.emit({ type: 'log', level: 'info', message: `${service}: tag ${options.tag} → ${result.url}` });
+      return result;
+    },
+  };
 }
 
 /** The PATCH body: the template as read (the mask replaces it whole), with the new image. */
@@ -286,7 +284,7 @@ class Api {
         status = res.statusCode;
         text = await res.body.text();
       } catch (err) {
-        if (this.signal.aborted) throw new TskoError('ABORTED', 'aborted', { cause: this.signal.reason });
+        if (this.signal.aborted) throw abortError(this.signal);
         const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
         throw new TskoError('CLOUDRUN', `cannot reach the Cloud Run API at ${this.base}: ${(err as Error).name === 'TimeoutError' ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : cause}`, { cause: err });
       }

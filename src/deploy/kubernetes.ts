@@ -4,6 +4,7 @@
 // `kubectl rollout status` decides, failing early (with the pods' reason and a crash's last log
 // lines) when a new pod is in a state that will not cure itself. The Deployment's old pods keep
 // serving a failed rollout, as a RollingUpdate does.
+import { sleep } from '../abort.js';
 import { TskoError, isAbortError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import { KubeApiError, KubeClient } from './kube-client.js';
@@ -11,8 +12,7 @@ import type { KubeConfigOptions, KubeConnection } from './kube-config.js';
 import { resolveManifests, type ManifestObject } from './kube-manifests.js';
 import { diagnosePods, rolloutStatus, type Deployment, type Pod, type PodProblem } from './kube-rollout.js';
 import { assertRegistryReachable } from './loopback.js';
-import { sleep } from './sleep.js';
-import type { DeployRequest, DeployResult, Target } from './target.js';
+import type { DeployRequest, DeployResult, Rollout, Target } from './target.js';
 
 export const FIELD_MANAGER = 'tsko';
 
@@ -87,7 +87,7 @@ function deploymentPath(namespace: string, name: string): string {
   return `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments/${encodeURIComponent(name)}`;
 }
 
-async function patchDeployment(ctx: DeployContext): Promise<DeployResult> {
+async function patchDeployment(ctx: DeployContext): Promise<Rollout> {
   const { client, connection, options, request } = ctx;
   const name = options.deployment ?? request.service;
   const namespace = connection.namespace;
@@ -128,7 +128,7 @@ async function patchDeployment(ctx: DeployContext): Promise<DeployResult> {
     signal: request.signal,
   });
   request.events.emit({ type: 'rollout', target: 'kubernetes', message: `deployment/${name}: container ${container} set to ${request.reference}` });
-  return waitForRollout(ctx, patched);
+  return { ready: () => waitForRollout(ctx, patched) };
 }
 
 function pickContainer(names: string[], wanted: string | undefined, service: string, what: string): string {
@@ -155,42 +155,35 @@ async function waitForRollout(ctx: DeployContext, patched: Deployment): Promise<
   let lastDiagnosis = started;
   let deployment = patched;
   let delay = 100;
-  events.emit({ type: 'stage.start', stage: 'ready' });
-  let ok = false;
-  try {
-    for (;;) {
-      const status = rolloutStatus(deployment, minGeneration);
-      if (status.message !== lastMessage) {
-        lastMessage = status.message;
-        events.emit({ type: 'rollout', target: 'kubernetes', message: status.message });
-      }
-      if (status.state === 'done') break;
-      if (status.state === 'failed') {
-        const problem = await podProblem(ctx, deployment, namespace);
-        throw await rolloutError(ctx, `${status.message}${problem ? `: ${describeProblem(problem)}` : ''}`, problem, namespace);
-      }
-      const elapsed = performance.now() - started;
-      if (elapsed >= timeoutMs) {
-        const problem = await podProblem(ctx, deployment, namespace);
-        throw await rolloutError(
-          ctx,
-          `rollout of deployment "${name}" timed out after ${Math.round(timeoutMs / 1000)} s: ${problem ? describeProblem(problem) : lastMessage.replace(/^Waiting for deployment "[^"]+" rollout to finish: /, '').replace(/\.\.\.$/, '')}`,
-          problem,
-          namespace,
-        );
-      }
-      if (performance.now() - lastDiagnosis >= DIAGNOSE_AFTER_MS) {
-        lastDiagnosis = performance.now();
-        const problem = await podProblem(ctx, deployment, namespace);
-        if (problem?.fatal) throw await rolloutError(ctx, `rollout of deployment "${name}" failed: ${describeProblem(problem)}`, problem, namespace);
-      }
-      await sleep(Math.min(delay, Math.max(0, timeoutMs - elapsed)), signal);
-      delay = Math.min(delay * 1.5, 1000);
-      deployment = await client.json<Deployment>({ method: 'GET', path, signal });
+  for (;;) {
+    const status = rolloutStatus(deployment, minGeneration);
+    if (status.message !== lastMessage) {
+      lastMessage = status.message;
+      events.emit({ type: 'rollout', target: 'kubernetes', message: status.message });
     }
-    ok = true;
-  } finally {
-    events.emit({ type: 'stage.end', stage: 'ready', ms: performance.now() - started, ok });
+    if (status.state === 'done') break;
+    if (status.state === 'failed') {
+      const problem = await podProblem(ctx, deployment, namespace);
+      throw await rolloutError(ctx, `${status.message}${problem ? `: ${describeProblem(problem)}` : ''}`, problem, namespace);
+    }
+    const elapsed = performance.now() - started;
+    if (elapsed >= timeoutMs) {
+      const problem = await podProblem(ctx, deployment, namespace);
+      throw await rolloutError(
+        ctx,
+        `rollout of deployment "${name}" timed out after ${Math.round(timeoutMs / 1000)} s: ${problem ? describeProblem(problem) : lastMessage.replace(/^Waiting for deployment "[^"]+" rollout to finish: /, '').replace(/\.\.\.$/, '')}`,
+        problem,
+        namespace,
+      );
+    }
+    if (performance.now() - lastDiagnosis >= DIAGNOSE_AFTER_MS) {
+      lastDiagnosis = performance.now();
+      const problem = await podProblem(ctx, deployment, namespace);
+      if (problem?.fatal) throw await rolloutError(ctx, `rollout of deployment "${name}" failed: ${describeProblem(problem)}`, problem, namespace);
+    }
+    await sleep(Math.min(delay, Math.max(0, timeoutMs - elapsed)), signal);
+    delay = Math.min(delay * 1.5, 1000);
+    deployment = await client.json<Deployment>({ method: 'GET', path, signal });
   }
   const revision = await newReplicaSet(ctx, deployment, namespace).catch((err: unknown) => {
     if (isAbortError(err)) throw err;
@@ -272,7 +265,7 @@ async function newReplicaSet(ctx: DeployContext, deployment: Deployment, namespa
 }
 
 /** Manifests mode: resolve ko:// references, server-side apply, wait for the Deployments that run the new image. */
-async function applyManifests(ctx: DeployContext): Promise<DeployResult> {
+async function applyManifests(ctx: DeployContext): Promise<Rollout> {
   const { client, connection, options, request, references } = ctx;
   const importPath = request.importPath;
   if (!importPath) throw new TskoError('INTERNAL', 'manifests mode needs the import path of the deployed image');
@@ -293,12 +286,16 @@ async function applyManifests(ctx: DeployContext): Promise<DeployResult> {
     request.events.emit({ type: 'rollout', target: 'kubernetes', message: `${object.kind.toLowerCase()}/${object.name} applied (server-side)` });
     if (object.kind === 'Deployment' && object.apiVersion === 'apps/v1' && object.importPaths.includes(importPath)) rollouts.push(applied as Deployment);
   }
-  let result: DeployResult | undefined;
-  for (const deployment of rollouts) {
-    deployment.metadata.namespace ??= connection.namespace;
-    result = await waitForRollout(ctx, deployment);
-  }
-  return result ?? { revision: `applied ${objects.length} object${objects.length === 1 ? '' : 's'}` };
+  return {
+    async ready() {
+      let result: DeployResult | undefined;
+      for (const deployment of rollouts) {
+        deployment.metadata.namespace ??= connection.namespace;
+        result = await waitForRollout(ctx, deployment);
+      }
+      return result ?? { revision: `applied ${objects.length} object${objects.length === 1 ? '' : 's'}` };
+    },
+  };
 }
 
 async function serverSideApply(ctx: DeployContext, object: ManifestObject): Promise<unknown> {

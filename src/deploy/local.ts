@@ -7,12 +7,14 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { abortable, abortError, linkedSignal, throwIfAborted } from '../abort.js';
 import { TskoError } from '../errors.js';
+import { formatPlatform, hostPlatform, samePlatform } from '../go/platform.js';
 import type { EventBus } from '../events.js';
 import { FrontProxy } from './front-proxy.js';
 import { Revision } from './revision.js';
-import type { DeployRequest, DeployResult, Target } from './target.js';
-import { pruneChains, removeTree, unpackImage, type CloneMode } from './unpack.js';
+import type { DeployRequest, DeployResult, Rollout, Target } from './target.js';
+import { pruneChains, removeTree, unpackImage, type CloneMode, type UnpackResult } from './unpack.js';
 
 export interface LocalTargetOptions {
   /** The stable front port (default 8080; 0 picks a free one). */
@@ -51,6 +53,15 @@ interface Running {
   revision: Revision;
   service: string;
   dir: string;
+}
+
+/** A revision started by deploy() and not yet ready. */
+interface Starting {
+  name: string;
+  dir: string;
+  port: number;
+  revision: Revision;
+  unpacked: UnpackResult;
 }
 
 // On close, revisions get at most this long to exit before SIGKILL, so that tsko itself stops
@@ -153,32 +164,42 @@ class LocalTargetImpl implements LocalTarget {
     return this.active?.revision.name;
   }
 
-  deploy(request: DeployRequest): Promise<DeployResult> {
+  /**
+   * Deploys run one at a time: each waits for the one before it to be serving or to have failed.
+   * The turn is held from the unpack until the rollout's ready() settles.
+   */
+  deploy(request: DeployRequest): Promise<Rollout> {
     if (this.closing) return Promise.reject(new TskoError('ABORTED', 'the local target is closed'));
     const turn = this.queue;
-    const run = (async () => {
-      // A deploy aborted while it waits for its turn gives up at once instead of queueing on.
-      await untilAborted(turn, request.signal);
-      return this.deployNow(request);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    // Only settlement matters: a chain of results would keep every earlier one alive.
+    this.queue = Promise.allSettled([turn, released]).then(() => undefined);
+    return (async () => {
+      const linked = linkedSignal([request.signal, this.closer.signal]);
+      const done = () => {
+        linked.dispose();
+        release();
+      };
+      try {
+        // A deploy aborted while it waits for its turn gives up at once instead of queueing on.
+        await abortable(turn, request.signal).catch((err: unknown) => {
+          if (request.signal.aborted) throw abortError(request.signal, 'deploy aborted before it started');
+          throw err;
+        });
+        const starting = await this.start(request, linked.signal);
+        return { ready: () => this.finish(starting, request, linked.signal).finally(done) };
+      } catch (err) {
+        done();
+        throw err;
+      }
     })();
-    // The next deploy waits for this one and the one before it, however this one ends. The
-    // results are dropped: a chain of settled results would keep every earlier one alive.
-    this.queue = Promise.allSettled([turn, run]).then(() => undefined);
-    return run;
   }
 
-  private async deployNow(request: DeployRequest): Promise<DeployResult> {
-    const linked = linkedSignal([request.signal, this.closer.signal]);
-    try {
-      return await this.deployWith(request, linked.signal);
-    } finally {
-      linked.dispose();
-    }
-  }
-
-  private async deployWith(request: DeployRequest, signal: AbortSignal): Promise<DeployResult> {
+  /** Unpacks the image into a new revision dir and starts its entrypoint on a free port. */
+  private async start(request: DeployRequest, signal: AbortSignal): Promise<Starting> {
     const { service, iteration, events, image } = request;
-    if (signal.aborted) throw aborted(`deploy of ${service} iteration ${iteration} aborted`, signal);
+    throwIfAborted(signal, `deploy of ${service} iteration ${iteration} aborted`);
     const newest = this.newest.get(service);
     if (newest !== undefined && iteration < newest) {
       throw new TskoError('ABORTED', `not deploying iteration ${iteration} of ${service}: iteration ${newest} is newer and already serving`);
@@ -188,26 +209,28 @@ class LocalTargetImpl implements LocalTarget {
     const name = `${service}-${String(++this.counter).padStart(5, '0')}`;
     const dir = join(this.revisionsDir, name);
     let revision: Revision | undefined;
-    // The caller's 'deploy' stage spans this whole call (as for the other targets); the target
-    // reports the 'ready' stage inside it, and the unpack time in a debug line.
-    let readyStarted: number | undefined;
     try {
       const [unpacked, port] = await Promise.all([
-        unpackImage(image.layers, dir, { cacheDir: this.chainsDir, layerBytes: request.layerBytes, signal, clone: this.options.rootfsClone ?? 'link' }),
+        unpackImage(image.layers, dir, { cacheDir: this.chainsDir, signal, clone: this.options.rootfsClone ?? 'link' }),
         freePort(),
       ]);
-      if (signal.aborted) throw aborted(`deploy of ${name} aborted`, signal);
+      throwIfAborted(signal, `deploy of ${name} aborted`);
       revision = await Revision.start({ name, service, rootfs: dir, config: image.config.config, port, env: this.options.env ?? {}, events });
       this.live.add(revision);
+      return { name, dir, port, revision, unpacked };
+    } catch (err) {
+      throw await this.abandon({ name, dir, revision }, err, signal);
+    }
+  }
 
-      readyStarted = performance.now();
-      events.emit({ type: 'stage.start', stage: 'ready' });
+  /** Waits for the started revision to answer, then switches the front port to it and retires the old one. */
+  private async finish(starting: Starting, request: DeployRequest, signal: AbortSignal): Promise<DeployResult> {
+    const { name, dir, port, revision, unpacked } = starting;
+    const { service, iteration, events } = request;
+    try {
       const readyMs = await revision.waitReady({ timeoutMs: this.readyTimeoutMs, signal });
       // close() or a newer save may have come while it got ready: then it is not switched to.
-      if (signal.aborted) throw aborted(`deploy of ${name} aborted`, signal);
-      events.emit({ type: 'stage.end', stage: 'ready', ms: performance.now() - readyStarted, ok: true });
-      readyStarted = undefined;
-
+      throwIfAborted(signal, `deploy of ${name} aborted`);
       const previous = this.active;
       this.proxy.switchTo({ name, port });
       this.active = { revision, service, dir };
@@ -223,21 +246,24 @@ class LocalTargetImpl implements LocalTarget {
       await pruneChains(this.chainsDir, new Set(this.recentChains.flat())).catch(() => undefined);
       return { revision: name, url: this.proxy.url };
     } catch (err) {
-      if (readyStarted !== undefined) events.emit({ type: 'stage.end', stage: 'ready', ms: performance.now() - readyStarted, ok: false });
-      if (revision) {
-        // It never served, so there is nothing to drain: stop it at once.
-        await revision.stop(0);
-        this.live.delete(revision);
-      }
-      await removeTree(dir).catch(() => undefined);
-      if (signal.aborted && !(err instanceof TskoError && err.code === 'DEPLOY')) throw aborted(`deploy of ${name} aborted`, signal);
-      const serving = this.active?.revision.name;
-      if (err instanceof TskoError && err.code === 'DEPLOY' && serving !== undefined) {
-        const hint = `${serving} keeps serving`;
-        throw new TskoError('DEPLOY', err.message, { hint: err.hint ? `${err.hint}; ${hint}` : hint, detail: err.detail, cause: err.cause });
-      }
-      throw err;
+      throw await this.abandon(starting, err, signal);
     }
+  }
+
+  /** A revision that never served: stopped at once, its dir removed; the error says what keeps serving. */
+  private async abandon(failed: { name: string; dir: string; revision: Revision | undefined }, err: unknown, signal: AbortSignal): Promise<unknown> {
+    if (failed.revision) {
+      await failed.revision.stop(0);
+      this.live.delete(failed.revision);
+    }
+    await removeTree(failed.dir).catch(() => undefined);
+    if (signal.aborted && !(err instanceof TskoError && err.code === 'DEPLOY')) return abortError(signal, `deploy of ${failed.name} aborted`);
+    const serving = this.active?.revision.name;
+    if (err instanceof TskoError && err.code === 'DEPLOY' && serving !== undefined) {
+      const hint = `${serving} keeps serving`;
+      return new TskoError('DEPLOY', err.message, { hint: err.hint ? `${err.hint}; ${hint}` : hint, detail: err.detail, cause: err.cause });
+    }
+    return err;
   }
 
   /** Drains the old revision's in-flight requests, then stops it and removes its rootfs. */
@@ -285,56 +311,13 @@ class LocalTargetImpl implements LocalTarget {
   }
 }
 
-function aborted(message: string, signal: AbortSignal): TskoError {
-  return new TskoError('ABORTED', message, { cause: signal.reason });
-}
-
-/**
- * A signal that aborts when any of `signals` does. Unlike AbortSignal.any, it detaches from the
- * long-lived ones (the target's close signal) when disposed, so no per-deploy entry stays behind.
- */
-function linkedSignal(signals: readonly AbortSignal[]): { signal: AbortSignal; dispose(): void } {
-  const controller = new AbortController();
-  const detach: Array<() => void> = [];
-  for (const source of signals) {
-    if (source.aborted) {
-      controller.abort(source.reason);
-      break;
-    }
-    const onAbort = () => controller.abort(source.reason);
-    source.addEventListener('abort', onAbort, { once: true });
-    detach.push(() => source.removeEventListener('abort', onAbort));
-  }
-  return { signal: controller.signal, dispose: () => detach.forEach((fn) => fn()) };
-}
-
-/** Waits for `promise` to settle, or rejects with ABORTED as soon as `signal` aborts. */
-function untilAborted(promise: Promise<unknown>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(aborted('deploy aborted before it started', signal));
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(aborted('deploy aborted before it started', signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    void promise.then(
-      () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      },
-      () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      },
-    );
-  });
-}
-
-const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
-
 /** Revisions run on this machine directly, so the image must be for this machine. */
 function checkPlatform(os: string, architecture: string): void {
-  const hostArch = NODE_ARCH[process.arch] ?? process.arch;
-  if (os !== process.platform || architecture !== hostArch) {
-    throw new TskoError('DEPLOY', `the local target runs revisions on this machine (${process.platform}/${hostArch}), but the image is ${os}/${architecture}`, {
-      hint: `build for ${process.platform}/${hostArch} (--platform), or deploy to a cluster target`,
+  const host = hostPlatform();
+  if (!samePlatform({ os, architecture }, host)) {
+    const here = formatPlatform(host);
+    throw new TskoError('DEPLOY', `the local target runs revisions on this machine (${here}), but the image is ${os}/${architecture}`, {
+      hint: `build for ${here} (--platform), or deploy to a cluster target`,
     });
   }
 }

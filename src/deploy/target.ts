@@ -1,9 +1,11 @@
 // Where a dev-loop iteration (or `tsko deploy`) sends a pushed image: the local target runs it on
-// this machine; Kubernetes and Cloud Run targets roll it out remotely. One interface, so the loop
-// does not know which it drives.
+// this machine; Kubernetes and Cloud Run targets roll it out remotely. One interface in two steps
+// — the target's own call, then the wait for the new revision — so the loop times `deploy` and
+// `ready` as two stages that never overlap, and does not know which target it drives.
 import type { EventBus } from '../events.js';
-import type { LayerBytes } from '../image/layout.js';
 import type { Image } from '../image/types.js';
+
+export type TargetKind = 'local' | 'kubernetes' | 'cloudrun';
 
 export interface DeployRequest {
   /** The service name (the import path's base name), e.g. `hello`. */
@@ -13,14 +15,12 @@ export interface DeployRequest {
   /** The pushed image by digest: `registry/repo@sha256:…`. */
   reference: string;
   /** The Go import path the image was built from (resolves `ko://` references in manifests). */
-  importPath?: string;
-  /** The image value itself, so a local target need not pull what it just built. */
+  importPath: string;
+  /** The image value itself (its layers open their own bytes), so a local target need not pull what it just built. */
   image: Image;
-  /** Reads a layer's compressed bytes (from memory, or from the registry it lives in). */
-  layerBytes: LayerBytes;
   /** Events carry service and iteration already. */
   events: EventBus;
-  /** Aborted when a newer save supersedes this iteration, or on shutdown. */
+  /** Aborted when a newer save supersedes this iteration, on a config change, or on shutdown. */
   signal: AbortSignal;
 }
 
@@ -31,13 +31,23 @@ export interface DeployResult {
   url?: string;
 }
 
-export interface Target {
-  readonly kind: 'local' | 'kubernetes' | 'cloudrun';
+/** A rollout the target has started: waiting on it is the `ready` stage. */
+export interface Rollout {
   /**
-   * Rolls the image out and resolves once the new revision is serving. On failure it throws a
-   * TskoError and leaves the previous revision serving.
+   * Resolves once the new revision serves. On failure it throws a TskoError and the previous
+   * revision keeps serving. Always called once after a successful deploy(), even when the
+   * iteration was aborted meanwhile (it then rejects at once and releases what deploy() holds).
    */
-  deploy(request: DeployRequest): Promise<DeployResult>;
+  ready(): Promise<DeployResult>;
+}
+
+export interface Target {
+  readonly kind: TargetKind;
+  /**
+   * The target's own call: the local target unpacks the image and starts the revision, Kubernetes
+   * patches (or applies), Cloud Run updates the service. It does not wait for the revision to serve.
+   */
+  deploy(request: DeployRequest): Promise<Rollout>;
   /** Stops what the target started (local revisions, proxies); idempotent. */
   close(): Promise<void>;
 }

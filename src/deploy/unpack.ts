@@ -13,7 +13,7 @@ import * as tar from 'tar-stream';
 import { throwIfAborted } from '../abort.js';
 import { TskoError } from '../errors.js';
 import { digestHex } from '../image/digest.js';
-import type { LayerBytes } from '../image/layout.js';
+import { readLayer } from '../image/layer.js';
 import type { Layer } from '../image/types.js';
 
 /** How a cached chain becomes a revision's tree: hard links share inodes, copies do not. */
@@ -22,7 +22,6 @@ export type CloneMode = 'link' | 'copy';
 export interface UnpackOptions {
   /** Where extracted lower-layer chains are kept, one directory per chain ID. */
   cacheDir: string;
-  layerBytes: LayerBytes;
   signal?: AbortSignal;
   clone?: CloneMode;
 }
@@ -66,7 +65,7 @@ export async function unpackImage(layers: readonly Layer[], rootfs: string, opti
     await cloneTree(join(options.cacheDir, ids.at(-1) as string), rootfs, clone);
   }
   throwIfAborted(options.signal);
-  await applyLayer(await options.layerBytes(top), rootfs, options.signal, layerName(top));
+  await applyLayer(await readLayer(top, options.signal), rootfs, options.signal, layerName(top));
   return { chains, layers: layers.length, cachedLayers, ms: performance.now() - started };
 }
 
@@ -115,7 +114,7 @@ async function ensureChain(lower: readonly Layer[], ids: readonly string[], coun
     else await mkdir(temp, { recursive: true });
     for (const layer of lower.slice(from, count)) {
       throwIfAborted(options.signal);
-      await applyLayer(await options.layerBytes(layer), temp, options.signal, layerName(layer));
+      await applyLayer(await readLayer(layer, options.signal), temp, options.signal, layerName(layer));
     }
     await rename(temp, chainDir).catch(async (err: NodeJS.ErrnoException) => {
       // Someone else built the same chain meanwhile: theirs is as good as ours.

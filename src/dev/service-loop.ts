@@ -1,32 +1,26 @@
 // One service in `tsko dev`: collects the saves that concern it, starts an iteration after a short
 // trailing debounce, and lets the latest save win — a save during an iteration aborts it (go
-// build's process tree, the upload, the deploy call) and starts over. Each iteration builds,
-// skips everything when the binary is unchanged, pushes only new blobs, and deploys.
-import { TskoError, isAbortError, toTskoError } from '../errors.js';
-import { withFields, type EventBus, type ErrorInfo, type IterationResult } from '../events.js';
-import { linkIdentity } from '../go/buildid.js';
-import type { Image, Platform } from '../image/types.js';
-import { sha256 } from '../image/digest.js';
-import type { LayerBytes } from '../image/layout.js';
+// build's process tree, the upload, the deploy call) and starts over. The iteration itself is
+// runIteration's; this file decides when one starts, and stops one when the session says so
+// (a config reload, shutdown).
+import { TskoError } from '../errors.js';
+import type { EventBus } from '../events.js';
 import type { Target } from '../deploy/target.js';
 import type { ResolvedTarget } from '../publish/builder.js';
 import type { Pipeline } from '../publish/pipeline.js';
-import { parseRepository, type Repository } from '../registry/reference.js';
-import { imageName, type NamingMode } from '../publish/naming.js';
+import { runIteration, type IterationOutcome } from './iteration.js';
 
 export interface ServiceLoopOptions {
   name: string;
   resolved: ResolvedTarget;
+  /** The session's current pipeline and target: a config reload replaces them between iterations. */
   pipeline: () => Pipeline;
-  target: Target;
-  dockerRepo: string;
-  naming: NamingMode;
-  platform: Platform;
+  target: () => Target;
   events: EventBus;
   /** Quiet time after the last save before building (bursts become one build). */
   debounceMs: number;
-  /** Called after each successful push, off the critical path (registry retention). */
-  afterPush?: (repository: Repository) => void;
+  /** The clock saves are timed with (this.now(); tests pass a mocked one). */
+  now?: () => number;
 }
 
 /** Events in one burst from which it counts as a storm rather than a save. */
@@ -40,11 +34,6 @@ interface Running {
   iteration: number;
   controller: AbortController;
   done: Promise<void>;
-}
-
-export interface IterationOutcome {
-  result: IterationResult;
-  reference?: string;
 }
 
 export class ServiceLoop {
@@ -64,10 +53,15 @@ export class ServiceLoop {
   private closed = false;
   /** While paused, saves are collected but not built (the dashboard's `p` key). */
   private paused = false;
-  /** Resolves after every iteration ends; the session recomputes the watch scope then. */
+  /** While held (a config reload in progress), saves are collected and nothing starts. */
+  private held = false;
+  /** Called after every iteration ends; the session recomputes the watch scope then. */
   onIterationEnd: (outcome: IterationOutcome) => void = () => {};
 
+  private readonly now: () => number;
+
   constructor(options: ServiceLoopOptions) {
+    this.now = options.now ?? (() => performance.now());
     this.name = options.name;
     this.options = options;
     this.resolved = options.resolved;
@@ -85,8 +79,32 @@ export class ServiceLoop {
     return this.resolved.cwd;
   }
 
+  /** What the service builds from now on (a config reload re-resolves it). */
   updateResolved(resolved: ResolvedTarget): void {
     this.resolved = resolved;
+  }
+
+  /** Forgets what serves, so the next build deploys even if it is the same program (a new target). */
+  forgetServing(): void {
+    this.deployedIdentity = undefined;
+  }
+
+  /**
+   * Stops the running iteration, if any (it ends `cancelled`), waits until it has ended, and holds
+   * new ones until release(): saves meanwhile are kept and built then. The session holds every
+   * loop before it closes the pipeline the iterations use.
+   */
+  async hold(reason: string): Promise<void> {
+    this.held = true;
+    const running = this.running;
+    running?.controller.abort(new TskoError('ABORTED', reason));
+    await running?.done;
+  }
+
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    if (this.pendingFiles.size > 0 && !this.paused && !this.closed) this.schedule();
   }
 
   /** A save (or several) that concerns this service. */
@@ -106,7 +124,7 @@ export class ServiceLoop {
   rebuild(reason: string): void {
     if (this.closed) return;
     this.pendingFiles.add(reason);
-    this.firstChangeAt ??= performance.now();
+    this.firstChangeAt ??= this.now();
     this.schedule();
   }
 
@@ -120,7 +138,7 @@ export class ServiceLoop {
     this.paused = paused;
     if (!paused && this.pendingFiles.size > 0 && !this.timer && !this.closed) {
       // Save → serving counts from the resume: the time spent paused was the user's choice.
-      this.firstChangeAt = performance.now();
+      this.firstChangeAt = this.now();
       this.schedule();
     }
   }
@@ -142,95 +160,48 @@ export class ServiceLoop {
    * events right after a build started — tsko waits for a longer quiet period instead.
    */
   private quietPeriod(): number {
-    const stormy = this.burstEvents >= STORM_EVENTS || performance.now() - this.lastStartAt < STORM_WINDOW_MS;
+    const stormy = this.burstEvents >= STORM_EVENTS || this.now() - this.lastStartAt < STORM_WINDOW_MS;
     return stormy ? Math.max(this.options.debounceMs, STORM_QUIET_MS) : this.options.debounceMs;
   }
 
   private start(): void {
     this.timer = undefined;
+    if (this.held) return; // release() schedules the saves kept meanwhile
     this.burstEvents = 0;
-    this.lastStartAt = performance.now();
+    this.lastStartAt = this.now();
     const files = [...this.pendingFiles];
-    const since = this.firstChangeAt ?? performance.now();
+    const since = this.firstChangeAt ?? this.now();
     this.pendingFiles.clear();
     this.firstChangeAt = undefined;
     // Latest save wins: abort what is running; it will not deploy.
     this.running?.controller.abort(new TskoError('ABORTED', 'superseded by a newer save'));
     const iteration = ++this.iteration;
     const controller = new AbortController();
-    const done = this.runIteration(iteration, files, since, controller.signal).finally(() => {
+    const done = this.run(iteration, files, since, controller.signal).finally(() => {
       if (this.running?.iteration === iteration) this.running = undefined;
     });
     this.running = { iteration, controller, done };
   }
 
-  private async runIteration(iteration: number, files: string[], since: number, signal: AbortSignal): Promise<void> {
-    const events = withFields(this.options.events, { service: this.name, iteration });
-    const startedAt = performance.now();
-    events.emit({ type: 'iteration.start', trigger: files });
-    events.emit({ type: 'stage.start', stage: 'trigger' });
-    events.emit({ type: 'stage.end', stage: 'trigger', ms: startedAt - since, ok: true });
-    let result: IterationResult = 'build-failed';
-    let reference: string | undefined;
-    let revision: string | undefined;
-    let url: string | undefined;
-    let error: ErrorInfo | undefined;
-    const pushed = { bytesPushed: 0, blobsPushed: 0, blobsSkipped: 0 };
+  private async run(iteration: number, trigger: string[], since: number, signal: AbortSignal): Promise<void> {
+    const outcome = await runIteration({
+      service: this.name,
+      iteration,
+      trigger,
+      since,
+      now: this.now,
+      target: this.resolved,
+      pipeline: this.options.pipeline(),
+      deployTo: this.options.target(),
+      serving: this.deployedIdentity,
+      events: this.options.events,
+      signal,
+    });
+    if (outcome.identity !== undefined) this.deployedIdentity = outcome.identity;
     try {
-      const pipeline = this.options.pipeline();
-      const built = await pipeline.builder.build(this.resolved, this.options.platform, signal, events);
-      const identity = runtimeIdentity(built.image, built.buildId);
-      if (identity === this.deployedIdentity) {
-        result = 'unchanged';
-        return;
-      }
-
-      result = 'push-failed';
-      const repository = parseRepository(imageName(this.options.dockerRepo, built.importPath, this.options.naming));
-      events.emit({ type: 'stage.start', stage: 'push', importPath: built.importPath });
-      const pushStarted = performance.now();
-      const published = await pipeline.publisher.publish(built.image, repository, ['latest'], signal, events).finally(() => {
-        events.emit({ type: 'stage.end', stage: 'push', importPath: built.importPath, ms: performance.now() - pushStarted, ok: !signal.aborted });
-      });
-      reference = published.reference;
-      Object.assign(pushed, { bytesPushed: published.stats.bytesPushed, blobsPushed: published.stats.blobsPushed, blobsSkipped: published.stats.blobsSkipped });
-      events.emit({ type: 'published', importPath: built.importPath, reference, ...pushed });
-      this.options.afterPush?.(repository);
-
-      result = 'deploy-failed';
-      if (signal.aborted) throw new TskoError('ABORTED', 'superseded by a newer save');
-      const layerBytes: LayerBytes = (layer) =>
-        layer.source.kind === 'memory'
-          ? Promise.resolve(layer.source.data)
-          : pipeline.client.getBlob({ registry: layer.source.registry, repository: layer.source.repository }, layer.digest, signal);
-      events.emit({ type: 'stage.start', stage: 'deploy' });
-      const deployStarted = performance.now();
-      const deployed = await this.options.target
-        .deploy({ service: this.name, iteration, reference, importPath: built.importPath, image: built.image, layerBytes, events, signal })
-        .finally(() => events.emit({ type: 'stage.end', stage: 'deploy', ms: performance.now() - deployStarted, ok: !signal.aborted }));
-      revision = deployed.revision;
-      url = deployed.url;
-      this.deployedIdentity = identity;
-      result = 'deployed';
-    } catch (err) {
-      if (signal.aborted || isAbortError(err)) {
-        result = 'cancelled';
-      } else {
-        const e = toTskoError(err);
-        error = { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}), ...(e.detail ? { detail: e.detail } : {}) };
-      }
-    } finally {
-      events.emit({
-        type: 'iteration.end',
-        result,
-        ms: performance.now() - since,
-        ...(reference ? { reference } : {}),
-        ...(revision ? { revision } : {}),
-        ...(url ? { url } : {}),
-        ...pushed,
-        ...(error ? { error } : {}),
-      });
-      this.onIterationEnd({ result, ...(reference ? { reference } : {}) });
+      this.onIterationEnd(outcome);
+    } catch {
+      // The session's bookkeeping must not break the loop.
     }
   }
 
@@ -240,7 +211,7 @@ export class ServiceLoop {
     if (this.timer) clearTimeout(this.timer);
     const running = this.running;
     running?.controller.abort(new TskoError('ABORTED', 'shutting down'));
-    await running?.done.catch(() => undefined);
+    await running?.done;
   }
 
   /** Resolves when no iteration is running or scheduled (tests, one-shot deploys). */
@@ -249,15 +220,4 @@ export class ServiceLoop {
       await (this.running?.done ?? new Promise((resolve) => setTimeout(resolve, this.options.debounceMs)));
     }
   }
-}
-
-/**
- * What a revision would run: every layer but the binary, the runtime config, and the binary's link
- * identity (its build ID without the main package's part, which a comment edit changes without
- * changing the program). Equal identities mean a redeploy would change nothing.
- */
-export function runtimeIdentity(image: Image, buildId: string | undefined): string {
-  const layers = image.layers.map((layer) => layer.digest);
-  const binary = buildId ? linkIdentity(buildId) : layers[layers.length - 1];
-  return sha256(JSON.stringify({ layers: layers.slice(0, -1), binary, config: image.config.config ?? {} }));
 }

@@ -1,40 +1,36 @@
-// `tsko dev` as a library: one daemon for several services. It resolves each service once, keeps
-// one pipeline (registry client, base cache, known blobs) for the whole run, watches exactly what
-// each service's build reads, routes every save to the services it concerns, and re-resolves the
-// config when its file changes.
+// `tsko dev` as a library: one daemon for several services. It resolves each service, keeps one
+// pipeline (registry client, base cache, known blobs) and one target per service for as long as
+// the config stays the same, watches exactly what each service's build reads, and routes every
+// save to the services it concerns. When a config file changes it resolves the config again with
+// the same flags, stops the running iterations (they end `cancelled`) before it closes the old
+// pipeline, re-resolves every service and rebuilds them with the new config.
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { resolveConfig, type InlineConfig, type ResolvedConfig } from '../config/resolve.js';
-import { TskoError, toTskoError } from '../errors.js';
+import type { DevService } from '../config/dev-options.js';
+import { TskoError, toErrorInfo } from '../errors.js';
 import type { EventBus } from '../events.js';
-import type { Platform } from '../image/types.js';
 import type { Target } from '../deploy/target.js';
-import { makePipeline, type Pipeline, type PipelineOptions } from '../publish/pipeline.js';
-import type { NamingMode } from '../publish/naming.js';
+import { serviceNameOf } from '../publish/naming.js';
+import { makePipeline, type Pipeline } from '../publish/pipeline.js';
 import type { Repository } from '../registry/reference.js';
+import { retainLatest } from '../registry/server/index.js';
 import { computeScope, scopeContains, type ServiceScope } from './scope.js';
 import { ServiceLoop } from './service-loop.js';
 import { ScopeWatcher, type FileChange } from './watcher.js';
 
-export interface DevServiceRequest {
-  /** Import path or ./dir. */
-  target: string;
-  port?: number;
-}
-
 export interface DevSessionOptions {
+  /** What the command line said; resolved again, with the same flags, when the config changes. */
   inline: InlineConfig;
+  /** `inline` resolved (with command `dev`, so `config.dev` is set). */
   config: ResolvedConfig;
-  services: DevServiceRequest[];
   events: EventBus;
+  /** KO_DOCKER_REPO, or the embedded registry's address. */
   dockerRepo: string;
-  naming: NamingMode;
-  platform: Platform;
-  pipelineOptions?: Omit<PipelineOptions, 'config' | 'events'>;
-  makeTarget: (service: string, request: DevServiceRequest, index: number) => Promise<Target>;
-  debounceMs?: number;
-  /** Called after each push (e.g. registry retention), never awaited by the loop. */
-  afterPush?: (repository: Repository) => Promise<void>;
+  /** The embedded registry's storage, when images go there: the session keeps dev.keepImages per repository. */
+  embeddedRoot?: string;
+  /** A target for one service, from the config's dev settings; index counts the services. */
+  makeTarget: (service: string, request: DevService, index: number, config: ResolvedConfig) => Promise<Target>;
 }
 
 export interface DevSession {
@@ -44,6 +40,8 @@ export interface DevSession {
   /** Stop or restart building on saves (the `p` key); saves made while paused are built on resume. */
   setPaused(paused: boolean): void;
   readonly paused: boolean;
+  /** Resolves the config again and applies it, as a change of its file does. */
+  reload(): Promise<void>;
   /** Resolves when nothing is running or scheduled. */
   idle(): Promise<void>;
   close(): Promise<void>;
@@ -51,118 +49,169 @@ export interface DevSession {
 
 interface Watched {
   loop: ServiceLoop;
+  request: DevService;
+  target: Target;
   scope: ServiceScope;
 }
 
 export async function startDevSession(options: DevSessionOptions): Promise<DevSession> {
   const { events } = options;
   let config = options.config;
-  let pipeline: Pipeline = makePipeline({ config, events, ...options.pipelineOptions });
+  const dev = () => {
+    if (!config.dev) throw new TskoError('INTERNAL', 'the dev session needs a config resolved for `tsko dev`');
+    return config.dev;
+  };
+  const pipelineFor = (resolved: ResolvedConfig): Pipeline => {
+    const root = options.embeddedRoot;
+    return makePipeline(resolved, {
+      events,
+      dockerRepo: options.dockerRepo,
+      ...(root ? { retain: (repository: Repository) => retainLatest(root, repository.repository, dev().keepImages) } : {}),
+    });
+  };
+  let pipeline = pipelineFor(config);
   const watched: Watched[] = [];
-  const targets: Target[] = [];
   let watcher: ScopeWatcher | undefined;
   let closed = false;
   let paused = false;
+  /** Reloads run one after another; a save storm on the config file is one reload per quiet spell. */
+  let reloading: Promise<void> = Promise.resolve();
 
   const close = async () => {
     if (closed) return;
     closed = true;
+    await reloading;
     await Promise.all(watched.map((w) => w.loop.close()));
-    await Promise.allSettled([watcher?.close(), ...targets.map((t) => t.close())]);
+    await Promise.allSettled([watcher?.close(), ...watched.map((w) => w.target.close())]);
     await pipeline.close();
+  };
+
+  const refreshScope = async (entry: Watched) => {
+    try {
+      const next = await computeScope(entry.loop.importPath, entry.loop.mainDir, {
+        goBinary: config.goBinary,
+        cwd: entry.loop.goCwd,
+        env: { ...config.env },
+        extraFiles: config.dependencies,
+      });
+      // A package dir that was deleted drops out of `go list`, but re-creating it must still
+      // trigger a build: keep watching dirs that vanished.
+      for (const dir of entry.scope.dirs) if (!next.dirs.has(dir) && !existsSync(dir)) next.dirs.add(dir);
+      entry.scope = next;
+    } catch (err) {
+      // A go.mod that does not parse mid-edit: keep the old scope and keep watching.
+      events.emit({ type: 'log', level: 'warn', service: entry.loop.name, message: `cannot refresh what to watch: ${toErrorInfo(err).message}` });
+    }
+    updateWatcher();
+  };
+
+  const updateWatcher = () => {
+    const dirs = new Set<string>();
+    const trees = new Set<string>();
+    for (const { scope } of watched) {
+      for (const dir of scope.dirs) {
+        dirs.add(dir);
+        // The parent too, so a package dir that is deleted and re-created is noticed.
+        dirs.add(dirname(dir));
+      }
+      for (const tree of scope.trees) {
+        trees.add(tree);
+        dirs.add(dirname(tree));
+      }
+      for (const file of scope.files) dirs.add(dirname(file));
+    }
+    for (const file of config.dependencies) dirs.add(dirname(file));
+    watcher?.update(dirs, trees);
+  };
+
+  const applyConfig = async () => {
+    let next: ResolvedConfig;
+    try {
+      next = await resolveConfig({ ...options.inline, fresh: true });
+      if (!next.dev) throw new TskoError('INTERNAL', 'the config was not resolved for `tsko dev`');
+    } catch (err) {
+      // A half-typed edit: say what is wrong and keep running on the config that worked.
+      events.emit({ type: 'error', error: toErrorInfo(err) });
+      return;
+    }
+    const before = config;
+    // Nothing may still use the old pipeline when it closes: stop the running iterations first.
+    await Promise.all(watched.map((w) => w.loop.hold('the config changed')));
+    try {
+      const old = pipeline;
+      config = next;
+      pipeline = pipelineFor(config);
+      await old.close();
+      for (const warning of config.warnings) events.emit({ type: 'log', level: 'warn', message: warning });
+      if (JSON.stringify(before.dev?.services) !== JSON.stringify(config.dev?.services)) {
+        events.emit({ type: 'log', level: 'warn', message: 'dev.services changed: restart tsko dev to add or remove services' });
+      }
+      if (targetSettings(before) !== targetSettings(config)) await replaceTargets();
+      await Promise.all(watched.map(reresolve));
+      events.emit({ type: 'log', level: 'info', message: `config reloaded from ${config.configFile ?? 'defaults'}` });
+    } finally {
+      for (const entry of watched) {
+        void refreshScope(entry);
+        entry.loop.release();
+        entry.loop.rebuild(config.configFile ?? 'config');
+      }
+    }
+  };
+
+  /** The target settings changed (another target, port, cluster or service): new targets, old ones stopped. */
+  const replaceTargets = async () => {
+    for (const [index, entry] of watched.entries()) {
+      await entry.target.close();
+      entry.target = await options.makeTarget(entry.loop.name, entry.request, index, config);
+      entry.loop.forgetServing();
+    }
+  };
+
+  const reresolve = async (entry: Watched) => {
+    try {
+      entry.loop.updateResolved(await pipeline.resolve(entry.request.target));
+    } catch (err) {
+      events.emit({ type: 'error', service: entry.loop.name, error: toErrorInfo(err) });
+    }
+  };
+
+  const reload = () => {
+    reloading = reloading.then(() => (closed ? undefined : applyConfig()));
+    return reloading;
+  };
+
+  const onChange = (change: FileChange) => {
+    if (closed) return;
+    if (config.dependencies.includes(change.path)) {
+      void reload();
+      return;
+    }
+    for (const entry of watched) {
+      const dirEvent = (change.kind === 'addDir' || change.kind === 'unlinkDir') && (entry.scope.dirs.has(change.path) || entry.scope.trees.has(change.path));
+      // A re-created dir is a new inode: watch it afresh so the files written into it are seen.
+      if (dirEvent && change.kind === 'addDir') watcher?.rewatch(change.path);
+      if (dirEvent || scopeContains(entry.scope, change.path)) entry.loop.changed([change.path], change.at);
+    }
   };
 
   try {
     // Resolve every service before starting anything: a bad argument fails the whole command.
-    const resolved = await Promise.all(options.services.map((service) => pipeline.builder.resolveTarget(service.target)));
+    const services = dev().services;
+    const resolved = await Promise.all(services.map((service) => pipeline.resolve(service.target)));
     const names = new Set<string>();
     for (const [index, target] of resolved.entries()) {
-      const request = options.services[index] as DevServiceRequest;
+      const request = services[index] as DevService;
       const name = uniqueName(target.pkg.importPath, names);
-      targets.push(await options.makeTarget(name, request, index));
-      const loop = new ServiceLoop({
-        name,
-        resolved: target,
-        pipeline: () => pipeline,
-        target: targets[index] as Target,
-        dockerRepo: options.dockerRepo,
-        naming: options.naming,
-        platform: options.platform,
-        events,
-        debounceMs: options.debounceMs ?? 10,
-        ...(options.afterPush ? { afterPush: (repo: Repository) => void options.afterPush?.(repo).catch(() => undefined) } : {}),
-      });
-      watched.push({ loop, scope: { dirs: new Set(), trees: new Set(), files: new Set() } });
+      const entry: Watched = {
+        request,
+        target: await options.makeTarget(name, request, index, config),
+        scope: { dirs: new Set(), trees: new Set(), files: new Set() },
+        loop: new ServiceLoop({ name, resolved: target, pipeline: () => pipeline, target: () => entry.target, events, debounceMs: dev().debounceMs }),
+      };
+      watched.push(entry);
     }
 
-    const refreshScope = async (entry: Watched) => {
-      try {
-        const next = await computeScope(entry.loop.importPath, entry.loop.mainDir, {
-          goBinary: config.goBinary,
-          cwd: entry.loop.goCwd,
-          env: { ...config.env },
-          extraFiles: config.dependencies,
-        });
-        // A package dir that was deleted drops out of `go list`, but re-creating it must still
-        // trigger a build: keep watching dirs that vanished.
-        for (const dir of entry.scope.dirs) if (!next.dirs.has(dir) && !existsSync(dir)) next.dirs.add(dir);
-        entry.scope = next;
-      } catch (err) {
-        // A go.mod that does not parse mid-edit: keep the old scope and keep watching.
-        const e = toTskoError(err);
-        events.emit({ type: 'log', level: 'warn', service: entry.loop.name, message: `cannot refresh what to watch: ${e.message}` });
-      }
-      updateWatcher();
-    };
-
-    const updateWatcher = () => {
-      const dirs = new Set<string>();
-      const trees = new Set<string>();
-      for (const { scope } of watched) {
-        for (const dir of scope.dirs) {
-          dirs.add(dir);
-          // The parent too, so a package dir that is deleted and re-created is noticed.
-          dirs.add(dirname(dir));
-        }
-        for (const tree of scope.trees) {
-          trees.add(tree);
-          dirs.add(dirname(tree));
-        }
-        for (const file of scope.files) dirs.add(dirname(file));
-      }
-      for (const file of config.dependencies) dirs.add(dirname(file));
-      watcher?.update(dirs, trees);
-    };
-
-    const onConfigChange = async () => {
-      try {
-        config = await resolveConfig({ ...options.inline, fresh: true });
-        const old = pipeline;
-        pipeline = makePipeline({ config, events, ...options.pipelineOptions });
-        await old.close();
-        events.emit({ type: 'log', level: 'info', message: `config reloaded from ${config.configFile ?? 'defaults'}` });
-        for (const { loop } of watched) loop.rebuild(config.configFile ?? 'config');
-      } catch (err) {
-        const e = toTskoError(err);
-        events.emit({ type: 'error', error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) } });
-      }
-    };
-
-    const onChange = (change: FileChange) => {
-      if (closed) return;
-      if (config.dependencies.includes(change.path)) {
-        void onConfigChange();
-        return;
-      }
-      for (const entry of watched) {
-        const dirEvent = (change.kind === 'addDir' || change.kind === 'unlinkDir') && (entry.scope.dirs.has(change.path) || entry.scope.trees.has(change.path));
-        // A re-created dir is a new inode: watch it afresh so the files written into it are seen.
-        if (dirEvent && change.kind === 'addDir') watcher?.rewatch(change.path);
-        if (dirEvent || scopeContains(entry.scope, change.path)) entry.loop.changed([change.path], change.at);
-      }
-    };
-
-    watcher = new ScopeWatcher(onChange, (err) => events.emit({ type: 'log', level: 'warn', message: `watcher: ${toTskoError(err).message}` }));
+    watcher = new ScopeWatcher(onChange, (err) => events.emit({ type: 'log', level: 'warn', message: `watcher: ${toErrorInfo(err).message}` }));
     await Promise.all(watched.map(refreshScope));
     await watcher.whenReady();
     for (const entry of watched) {
@@ -186,15 +235,23 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
     get paused() {
       return paused;
     },
+    reload,
     idle: async () => {
+      await reloading;
       await Promise.all(watched.map((w) => w.loop.idle()));
     },
     close,
   };
 }
 
+/** What a target is made from: when it changes, the targets are made again. */
+function targetSettings(config: ResolvedConfig): string {
+  const dev = config.dev;
+  return JSON.stringify([dev?.target, dev?.port, dev?.readyTimeoutMs, dev?.kubernetes, dev?.cloudrun]);
+}
+
 function uniqueName(importPath: string, taken: Set<string>): string {
-  const base = (importPath.split('/').pop() || 'app').toLowerCase().replace(/[^a-z0-9-]/g, '-');
+  const base = serviceNameOf(importPath);
   let name = base;
   for (let i = 2; taken.has(name); i++) name = `${base}-${i}`;
   if (taken.size > 100) throw new TskoError('USAGE', 'too many services');

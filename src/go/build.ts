@@ -4,6 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { TskoError } from '../errors.js';
+import type { Diagnostic } from '../events.js';
 import type { Platform } from '../image/types.js';
 import { formatPlatform, goPlatformEnv } from './platform.js';
 import { runGo } from './toolchain.js';
@@ -22,13 +23,6 @@ export interface GoBuildOptions {
   ldflags: string[];
   output: string;
   signal?: AbortSignal;
-}
-
-export interface CompileIssue {
-  file: string;
-  line: number;
-  column?: number;
-  message: string;
 }
 
 export async function goBuild(options: GoBuildOptions): Promise<void> {
@@ -50,13 +44,12 @@ export async function goBuild(options: GoBuildOptions): Promise<void> {
   await mkdir(dirname(options.output), { recursive: true });
   const result = await runGo(args, { goBinary: options.goBinary, cwd: options.cwd, env, ...(options.signal ? { signal: options.signal } : {}) });
   if (result.exitCode !== 0) {
-    const issues = parseCompileIssues(result.stderr, options.cwd);
-    const first = issues[0];
-    const where = first
-      ? `: ${first.file}:${first.line}${first.column ? `:${first.column}` : ''}: ${first.message}`
-      : firstMeaningfulLine(result.stderr);
+    // The one line names the first diagnostic as go printed it; all of them travel parsed.
+    const first = result.stderr.split('\n').find((line) => DIAGNOSTIC.test(line));
+    const where = first ? `: ${first}` : firstMeaningfulLine(result.stderr);
     throw new TskoError('GO_BUILD', `go build failed for ${options.importPath} (${formatPlatform(options.platform)})${where}`, {
       detail: result.stderr.trim(),
+      diagnostics: parseDiagnostics(result.stderr),
     });
   }
 }
@@ -68,14 +61,24 @@ function firstMeaningfulLine(stderr: string): string {
   return line ? `: ${line.replace(/^go: /, '')}` : '';
 }
 
-/** file:line[:col]: message lines from the compiler, with paths as go printed them. */
-export function parseCompileIssues(stderr: string, _cwd: string): CompileIssue[] {
-  const issues: CompileIssue[] = [];
-  for (const line of stderr.split('\n')) {
-    const match = /^(\S+\.(?:go|mod|work)):(\d+)(?::(\d+))?: (.+)$/.exec(line.trim());
-    if (!match) continue;
-    const [, file = '', lineNo = '0', column, message = ''] = match;
-    issues.push({ file, line: Number(lineNo), ...(column ? { column: Number(column) } : {}), message });
+const DIAGNOSTIC = /^(\S+\.(?:go|mod|work|s|c)):(\d+)(?::(\d+))?: (.+)$/;
+
+/**
+ * The compiler's and the go command's `file:line[:col]: message` lines, each with the indented
+ * lines under it as notes (`have (…)`/`want (…)`, a `go get …` fix). `# package` headers are
+ * dropped; a file is named without a leading `./`.
+ */
+export function parseDiagnostics(stderr: string): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const raw of stderr.split('\n')) {
+    const match = DIAGNOSTIC.exec(raw);
+    if (match) {
+      const [, file = '', line = '0', column, message = ''] = match;
+      out.push({ file: file.replace(/^\.\//, ''), line: Number(line), ...(column ? { column: Number(column) } : {}), message });
+      continue;
+    }
+    const last = out.at(-1);
+    if (last && /^\s+\S/.test(raw)) (last.notes ??= []).push(raw.trim());
   }
-  return issues;
+  return out;
 }

@@ -17,6 +17,19 @@ const VARIANTS: Record<string, string[]> = {
 
 export const DEFAULT_PLATFORM: Platform = { os: 'linux', architecture: 'amd64' };
 
+// Node's process.arch names → Go's GOARCH names.
+const GOARCH_OF_NODE: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64' };
+
+/** This machine's platform as Go names it: what the local target can run. */
+export function hostPlatform(): Platform {
+  return { os: process.platform, architecture: GOARCH_OF_NODE[process.arch] ?? process.arch };
+}
+
+/** Same os and architecture (what a binary needs to run here; variants are compatible enough). */
+export function samePlatform(a: Pick<Platform, 'os' | 'architecture'>, b: Pick<Platform, 'os' | 'architecture'>): boolean {
+  return a.os === b.os && a.architecture === b.architecture;
+}
+
 export function parsePlatform(text: string): Platform {
   const [spec = '', osVersion] = text.trim().split(':', 2);
   const parts = spec.split('/');

@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip, constants as zlibConstants } from 'node:zlib';
 import * as tar from 'tar-stream';
 import type { Digest } from './digest.js';
+import { memoryLayer } from './layer.js';
 import type { Layer } from './types.js';
 
 export interface TarEntry {
@@ -70,13 +71,8 @@ export async function writeLayer(
   await consumed;
 
   const digest = `sha256:${digestHash.digest('hex')}` as Digest;
-  return {
-    digest,
-    diffId: compression === 'gzip' ? (`sha256:${diffHash.digest('hex')}` as Digest) : digest,
-    size,
-    mediaType,
-    source: { kind: 'memory', data: Buffer.concat(chunks, size) },
-  };
+  const diffId = compression === 'gzip' ? (`sha256:${diffHash.digest('hex')}` as Digest) : digest;
+  return memoryLayer({ digest, diffId, mediaType }, Buffer.concat(chunks, size));
 }
 
 async function addEntry(pack: tar.Pack, entry: TarEntry): Promise<void> {

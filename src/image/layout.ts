@@ -2,42 +2,41 @@
 // manifest listed in index.json under its tag (org.opencontainers.image.ref.name), appended to
 // whatever the layout already holds; a multi-platform image is its children plus the index.
 // Writers are separate from the image value, as in ggcr.
-import { randomBytes } from 'node:crypto';
-import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
 import { digestHex } from './digest.js';
 import type { ImageIndex } from './index.js';
 import { OCI_INDEX } from './media-types.js';
-import type { Descriptor, Image, IndexJson, Layer } from './types.js';
-
-export type LayerBytes = (layer: Layer) => Promise<Buffer>;
+import { readLayer } from './layer.js';
+import type { Descriptor, Image, IndexJson } from './types.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 
-export async function writeOciLayout(dir: string, image: Image, options: { tag?: string; layerBytes: LayerBytes }): Promise<void> {
-  await writeImageBlobs(dir, image, options.layerBytes);
+export async function writeOciLayout(dir: string, image: Image, options: { tag?: string; signal?: AbortSignal }): Promise<void> {
+  await writeImageBlobs(dir, image, options.signal);
   await addToIndexJson(dir, { mediaType: image.manifestMediaType, digest: image.manifestDigest, size: image.manifestBytes.length, platform: image.platform }, options.tag);
 }
 
 /** A multi-platform image: every child's blobs and manifest, then the index, listed under the tag. */
-export async function writeOciLayoutIndex(dir: string, index: ImageIndex, options: { tag?: string; layerBytes: LayerBytes }): Promise<void> {
-  for (const child of index.children) await writeImageBlobs(dir, child, options.layerBytes);
-  await writeAtomic(join(dir, 'blobs', 'sha256', digestHex(index.digest)), index.bytes);
+export async function writeOciLayoutIndex(dir: string, index: ImageIndex, options: { tag?: string; signal?: AbortSignal }): Promise<void> {
+  for (const child of index.children) await writeImageBlobs(dir, child, options.signal);
+  await writeFileAtomic(join(dir, 'blobs', 'sha256', digestHex(index.digest)), index.bytes);
   await addToIndexJson(dir, { mediaType: index.mediaType, digest: index.digest, size: index.bytes.length }, options.tag);
 }
 
-async function writeImageBlobs(dir: string, image: Image, layerBytes: LayerBytes): Promise<void> {
+async function writeImageBlobs(dir: string, image: Image, signal: AbortSignal | undefined): Promise<void> {
   const blobs = join(dir, 'blobs', 'sha256');
   await mkdir(blobs, { recursive: true });
-  await writeAtomic(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFileAtomic(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
 
   for (const layer of image.layers) {
     const path = join(blobs, digestHex(layer.digest));
     if (await exists(path)) continue;
-    await writeAtomic(path, await layerBytes(layer));
+    await writeFileAtomic(path, await readLayer(layer, signal));
   }
-  await writeAtomic(join(blobs, digestHex(image.configDigest)), image.configBytes);
-  await writeAtomic(join(blobs, digestHex(image.manifestDigest)), image.manifestBytes);
+  await writeFileAtomic(join(blobs, digestHex(image.configDigest)), image.configBytes);
+  await writeFileAtomic(join(blobs, digestHex(image.manifestDigest)), image.manifestBytes);
 }
 
 async function addToIndexJson(dir: string, manifest: Descriptor, tag: string | undefined): Promise<void> {
@@ -49,7 +48,7 @@ async function addToIndexJson(dir: string, manifest: Descriptor, tag: string | u
   // A tag names one manifest: a rebuild under the same tag replaces the old entry.
   index.manifests = index.manifests.filter((m) => (tag ? m.annotations?.[REF_NAME] !== tag : m.digest !== manifest.digest));
   index.manifests.push(descriptor);
-  await writeAtomic(indexPath, JSON.stringify(index, null, 2) + '\n');
+  await writeFileAtomic(indexPath, JSON.stringify(index, null, 2) + '\n');
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -57,10 +56,4 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-async function writeAtomic(path: string, data: Buffer | string): Promise<void> {
-  const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  await writeFile(temp, data);
-  await rename(temp, path);
 }

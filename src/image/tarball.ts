@@ -1,17 +1,20 @@
 // Writes an image as a `docker save` tarball (`--tarball`), loadable with `docker load`:
 // manifest.json, the config, and each compressed layer, in a deterministic order.
 import { createWriteStream } from 'node:fs';
-import { rename } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
+import { replaceFileAtomic } from '../atomic-file.js';
 import { digestHex } from './digest.js';
-import type { LayerBytes } from './layout.js';
+import { readLayer } from './layer.js';
 import type { Image } from './types.js';
 
-export async function writeTarball(path: string, image: Image, options: { repoTags: string[]; layerBytes: LayerBytes }): Promise<void> {
+export async function writeTarball(path: string, image: Image, options: { repoTags: string[]; signal?: AbortSignal }): Promise<void> {
+  await replaceFileAtomic(path, (temp) => writeTarballTo(temp, image, options));
+}
+
+async function writeTarballTo(file: string, image: Image, options: { repoTags: string[]; signal?: AbortSignal }): Promise<void> {
   const pack = tar.pack();
-  const temp = `${path}.tmp`;
-  const written = pipeline(pack as unknown as AsyncIterable<Buffer>, createWriteStream(temp));
+  const written = pipeline(pack as unknown as AsyncIterable<Buffer>, createWriteStream(file));
   const add = (name: string, data: Buffer) =>
     new Promise<void>((resolve, reject) =>
       pack.entry({ name, size: data.length, mode: 0o644, mtime: new Date(0) }, data, (err) => (err ? reject(err) : resolve())),
@@ -22,7 +25,7 @@ export async function writeTarball(path: string, image: Image, options: { repoTa
     const manifest = [{ Config: configName, RepoTags: options.repoTags, Layers: layerNames }];
     await add('manifest.json', Buffer.from(JSON.stringify(manifest)));
     await add(configName, image.configBytes);
-    for (const [i, layer] of image.layers.entries()) await add(layerNames[i] as string, await options.layerBytes(layer));
+    for (const [i, layer] of image.layers.entries()) await add(layerNames[i] as string, await readLayer(layer, options.signal));
     pack.finalize();
   } catch (err) {
     pack.destroy(err as Error);
@@ -30,5 +33,4 @@ export async function writeTarball(path: string, image: Image, options: { repoTa
     throw err;
   }
   await written;
-  await rename(temp, path);
 }

@@ -1,5 +1,6 @@
 // The OCI model as plain values: descriptors, manifests, configs, and an Image that holds the
 // exact bytes of its manifest and config (so digests are computed once, never re-serialised).
+import type { Readable } from 'node:stream';
 import type { Digest } from './digest.js';
 
 export interface Platform {
@@ -69,17 +70,26 @@ export interface ImageConfigJson {
   [key: string]: unknown;
 }
 
-/** Where a layer's compressed bytes can be had when a registry lacks them. */
-export type BlobSource =
-  | { kind: 'memory'; data: Buffer }
-  | { kind: 'registry'; registry: string; repository: string };
+/** A repository of a registry, where a base layer's bytes already are. */
+export interface BlobOrigin {
+  registry: string;
+  repository: string;
+}
 
+/**
+ * A layer as a value (ggcr's v1.Layer): its digests and size are known without its bytes, which
+ * it opens itself — from memory for the layers tsko writes, from the registry for a base's — so
+ * no writer (registry push, OCI layout, tarball, the local target's unpack) needs to know where
+ * they live. `open` gives a fresh stream each call: a retried upload opens it again.
+ */
 export interface Layer {
   digest: Digest;
   diffId: Digest;
   size: number;
   mediaType: string;
-  source: BlobSource;
+  /** Set for a base's layers: a push to the same registry mounts them from here instead of uploading. */
+  origin?: BlobOrigin;
+  open(signal?: AbortSignal): Promise<Readable>;
 }
 
 export interface Image {

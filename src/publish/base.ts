@@ -6,6 +6,7 @@ import { TskoError, isTskoError } from '../errors.js';
 import { platformMatches, formatPlatform } from '../go/platform.js';
 import { BUILTIN_STATIC, builtinStaticBase } from '../image/builtin-base.js';
 import { sha256, type Digest } from '../image/digest.js';
+import { remoteLayer } from '../image/layer.js';
 import { isIndexMediaType } from '../image/media-types.js';
 import type { BaseImage, ImageConfigJson, IndexJson, ManifestJson, Platform } from '../image/types.js';
 import type { RegistryClient } from '../registry/client.js';
@@ -112,13 +113,13 @@ export class BaseResolver {
       ...(manifest !== top ? { indexDigest: top.digest } : {}),
       manifestMediaType: manifest.mediaType,
       config,
-      layers: parsed.layers.map((layer, i) => ({
-        digest: layer.digest as Digest,
-        diffId: diffIds[i] as Digest,
-        size: layer.size,
-        mediaType: layer.mediaType,
-        source: { kind: 'registry' as const, registry: ref.registry, repository: ref.repository },
-      })),
+      layers: parsed.layers.map((layer, i) =>
+        remoteLayer(
+          { digest: layer.digest as Digest, diffId: diffIds[i] as Digest, size: layer.size, mediaType: layer.mediaType },
+          { registry: ref.registry, repository: ref.repository },
+          async (origin, digest, signal) => (await this.client.openBlobStream(origin, digest, signal)).stream,
+        ),
+      ),
     };
   }
 

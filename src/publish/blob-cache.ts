@@ -1,9 +1,9 @@
 // A small content-addressed store on disk for base-image manifests and configs: one file per
 // digest, written atomically, verified on read. Base layers are never stored here (they are
 // mounted or copied registry to registry).
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
 import { digestHex, sha256 } from '../image/digest.js';
 
 export class BlobCache {
@@ -24,21 +24,12 @@ export class BlobCache {
   }
 
   async put(digest: string, data: Buffer): Promise<void> {
-    const target = this.path(digest);
-    await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
-    const temp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
-    await writeFile(temp, data);
-    await rename(temp, target);
+    await writeFileAtomic(this.path(digest), data);
   }
 
   /** Remembers the digest a tag pointed at, for offline use when the registry cannot be reached. */
   async putTag(reference: string, digest: string): Promise<void> {
-    const dir = join(this.dir, 'tags');
-    await mkdir(dir, { recursive: true });
-    const file = join(dir, encodeURIComponent(reference));
-    const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-    await writeFile(temp, digest);
-    await rename(temp, file);
+    await writeFileAtomic(join(this.dir, 'tags', encodeURIComponent(reference)), digest);
   }
 
   async getTag(reference: string): Promise<string | undefined> {

@@ -2,8 +2,9 @@
 // import path (-P), its base name (-B), or the repo itself (--bare). Names are lower-cased.
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
+import type { NamingMode } from '../config/build-options.js';
 
-export type NamingMode = 'md5' | 'preserve' | 'base' | 'bare';
+export type { NamingMode };
 
 export function appNameOf(importPath: string): string {
   const base = posix.basename(importPath);
@@ -28,4 +29,9 @@ export function imageName(dockerRepo: string, importPath: string, mode: NamingMo
       break;
   }
   return name.toLowerCase();
+}
+
+/** A dev-loop service's name: the import path's last element as a DNS-friendly word (`hello`). */
+export function serviceNameOf(importPath: string): string {
+  return (importPath.split('/').pop() || 'app').toLowerCase().replace(/[^a-z0-9-]/g, '-');
 }

@@ -1,50 +1,127 @@
-// Wires one resolved config into the objects a command needs — one registry client (one token
-// handshake per repo, one keep-alive pool per registry), one base resolver, one builder and one
-// publisher — as ko's resolver.go does. The dev loop keeps this for its whole run.
-import { cpus } from 'node:os';
+// Wires one resolved config into what a command runs — one registry client (one token handshake
+// per repo, one keep-alive pool per registry), one base resolver, the Builder and the Publisher
+// with their decorators — in one place, as ko's resolver.go does. `tsko dev` keeps one for as
+// long as its config stays the same, and makes a new one when the config changes.
 import { join } from 'node:path';
 import type { ResolvedConfig } from '../config/resolve.js';
+import { TskoError } from '../errors.js';
 import type { EventBus } from '../events.js';
+import { formatPlatform } from '../go/platform.js';
+import type { Platform } from '../image/types.js';
 import { RegistryClient } from '../registry/client.js';
+import type { Repository } from '../registry/reference.js';
 import { BaseResolver } from './base.js';
 import { BlobLocations } from './blob-locations.js';
-import { Builder, type ImageOptions } from './builder.js';
-import { createLimiter, type Limiter } from './limiter.js';
-import { Publisher } from './publisher.js';
+import { cacheBuilds, limitBuilds } from './build-decorators.js';
+import type { Builder, BuildContext, ResolvedTarget } from './builder.js';
+import { layoutPublisher, tarballPublisher } from './file-publishers.js';
+import { baseImageFor, GoBuilder } from './go-builder.js';
+import { createLimiter } from './limiter.js';
+import { buildForPlatforms, platformsToBuild, type BuildResult } from './platforms.js';
+import { cachePublishes, multiPublisher, recordPublishes, retainAfterPush, stagePushes, type RecordingPublisher } from './publish-decorators.js';
+import type { ImageNaming, Published, PublishContext, Publisher } from './publisher.js';
+import { noPushPublisher, registryPublisher } from './registry-publisher.js';
+import { RegistryWriter } from './registry-writer.js';
+import { withSboms } from './sbom-publisher.js';
 
 export interface PipelineOptions {
-  config: ResolvedConfig;
+  /** Where the registry client reports retries, warnings and (with -v) requests. */
   events: EventBus;
-  image?: ImageOptions;
-  insecureRegistry?: boolean;
-  /** --jobs: concurrent go builds across the whole command (default: the number of cores). */
-  jobs?: number;
+  /** KO_DOCKER_REPO, or the embedded registry's address (with its `/path` if any). */
+  dockerRepo: string;
+  /** After each push to a repository (the embedded registry's retention in `tsko dev`). */
+  retain?: (repository: Repository) => Promise<unknown>;
 }
 
 export interface Pipeline {
-  config: ResolvedConfig;
-  client: RegistryClient;
-  bases: BaseResolver;
-  builder: Builder;
-  publisher: Publisher;
-  /** Slots for go builds, shared by every import path and platform this pipeline builds. */
-  buildSlots: Limiter;
+  readonly config: ResolvedConfig;
+  readonly client: RegistryClient;
+  readonly bases: BaseResolver;
+  readonly builder: Builder;
+  /** Every sink the config asks for, with SBOMs, the push stage and retention. */
+  readonly publisher: Publisher;
+  /** What was published so far (for --image-refs), in order. */
+  readonly published: readonly Published[];
+  /**
+   * The sources of an import path changed: its next build runs again and its next publish pushes
+   * again (ko's Caching.Invalidate, called by the dev loop on every save).
+   */
+  invalidate(importPath: string): void;
+  /** ko's QualifyImport: a spec to its main package (throws unless it is one). */
+  resolve(spec: string, signal?: AbortSignal): Promise<ResolvedTarget>;
+  /** Builds a resolved package for `platforms` (default: the config's) into a result a publisher takes. */
+  build(target: ResolvedTarget, context: BuildContext, platforms?: readonly Platform[]): Promise<BuildResult>;
+  /** A spec resolved, built and published: what `tsko build`, `resolve` and `run` do per import path. */
+  publish(spec: string | ResolvedTarget, context: PublishContext): Promise<Published>;
   close(): Promise<void>;
 }
 
-export function makePipeline(options: PipelineOptions): Pipeline {
+export function makePipeline(config: ResolvedConfig, options: PipelineOptions): Pipeline {
+  const { build } = config;
   const client = new RegistryClient({
-    insecureRegistries: options.insecureRegistry === true ? true : [...options.config.registry.insecure],
-    caCertificates: [...options.config.registry.caCertificates],
-    env: options.config.env,
-    homedir: options.config.homedir,
+    insecureRegistries: build.insecureRegistry ? true : [...config.registry.insecure],
+    caCertificates: [...config.registry.caCertificates],
+    env: config.env,
+    homedir: config.homedir,
     events: options.events,
     userAgent: 'tsko/0.1',
   });
-  const bases = new BaseResolver({ client, cacheDir: join(options.config.cacheDir, 'base') });
-  const builder = new Builder({ config: options.config, bases, events: options.events, ...(options.image ? { image: options.image } : {}) });
-  const locations = new BlobLocations(join(options.config.cacheDir, 'blob-locations'));
-  const publisher = new Publisher({ client, events: options.events, locations });
-  const buildSlots = createLimiter(options.jobs ?? Math.max(1, cpus().length));
-  return { config: options.config, client, bases, builder, publisher, buildSlots, close: () => client.close() };
+  const bases = new BaseResolver({ client, cacheDir: join(config.cacheDir, 'base') });
+  const goBuilder = new GoBuilder({ config, bases, image: build.image });
+  // --jobs bounds the go builds of the whole command, every import path and platform together;
+  // an import path named several times is built once (the dev loop invalidates it on each save).
+  const builder = cacheBuilds(limitBuilds(goBuilder, createLimiter(build.jobs)));
+
+  const naming: ImageNaming = { dockerRepo: options.dockerRepo, naming: build.naming, tags: build.tags };
+  const writer = new RegistryWriter({ client, locations: new BlobLocations(join(config.cacheDir, 'blob-locations')) });
+  const pushing = registryPublisher(writer, naming);
+  let primary: Publisher = build.push ? pushing : noPushPublisher(naming);
+  const pushSboms = build.push && build.sbom === 'spdx';
+  if (pushSboms || build.sbomDir) {
+    primary = withSboms(primary, {
+      naming,
+      go: { goBinary: config.goBinary, cwd: config.cwd, env: { ...config.env } },
+      ...(build.sbomDir ? { dir: build.sbomDir } : {}),
+      ...(pushSboms ? { push: writer } : {}),
+    });
+  }
+  if (build.push && options.retain) primary = retainAfterPush(primary, naming, options.retain);
+  if (build.push) primary = stagePushes(primary);
+  const files: Publisher[] = [
+    ...(build.ociLayoutPath ? [layoutPublisher(build.ociLayoutPath, build.tags[0] ?? 'latest')] : []),
+    ...(build.tarball ? [tarballPublisher(build.tarball, naming)] : []),
+  ];
+  const caching = cachePublishes(multiPublisher(primary, files));
+  const recording: RecordingPublisher = recordPublishes(caching);
+
+  const pipeline: Pipeline = {
+    config,
+    client,
+    bases,
+    builder,
+    publisher: recording,
+    get published() {
+      return recording.records;
+    },
+    invalidate(importPath) {
+      builder.invalidate(importPath);
+      caching.invalidate(importPath);
+    },
+    resolve: (spec, signal) => builder.resolve(spec, signal),
+    async build(target, context, platforms) {
+      const wanted = platforms ?? (await platformsToBuild(bases, baseImageFor(config, target.pkg.importPath), build.platforms, context.signal));
+      if (wanted.length > 1 && build.tarball) {
+        throw new TskoError('USAGE', `--tarball can hold only one platform, but ${target.pkg.importPath} builds ${wanted.map(formatPlatform).join(', ')}`, {
+          hint: 'pass a single --platform, or use --oci-layout-path for a multi-platform image',
+        });
+      }
+      return buildForPlatforms(builder, target, wanted, context, build.image.annotations ? { annotations: build.image.annotations } : {});
+    },
+    async publish(spec, context) {
+      const target = typeof spec === 'string' ? await builder.resolve(spec, context.signal) : spec;
+      return recording.publish(await pipeline.build(target, context), context);
+    },
+    close: () => client.close(),
+  };
+  return pipeline;
 }

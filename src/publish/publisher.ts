@@ -1,271 +1,53 @@
-// The Publisher: an image value in, a pushed digest reference out (ko's publish.Interface). It
-// pushes only what the registry lacks: a HEAD on the tag first (same digest → nothing to do),
-// then per blob: remembered as present, HEAD, cross-repo mount for base layers in the same
-// registry, a copy for base layers from another registry, or an upload from memory. Blobs go
-// before the manifest, so no tag ever points at an incomplete image.
-import { TskoError, isAbortError } from '../errors.js';
+// The Publisher seam (ko's publish.Interface): a built result in, a reference out. The registry
+// publisher pushes; the OCI layout and tarball publishers write files; `noPushPublisher` only
+// names what a push would give. Decorators add the rest on the same interface — several sinks at
+// once, SBOMs, one publish per result (caching), a record of what was published (--image-refs),
+// the `push` stage and registry retention — and `makePipeline` wires them in one place.
 import type { EventBus } from '../events.js';
-import type { Artifact } from '../image/artifact.js';
-import type { ImageIndex } from '../image/index.js';
-import type { Image, Layer } from '../image/types.js';
-import type { RegistryClient } from '../registry/client.js';
-import { formatReference, type Reference, type Repository } from '../registry/reference.js';
-import { BlobLocations } from './blob-locations.js';
+import type { Platform } from '../image/types.js';
+import type { NamingMode } from './naming.js';
+import type { BuildResult } from './platforms.js';
+
+export interface PublishContext {
+  events: EventBus;
+  signal?: AbortSignal | undefined;
+}
 
 export interface PublishStats {
   blobsPushed: number;
   blobsSkipped: number;
   bytesPushed: number;
-  manifestExisted: boolean;
+}
+
+export interface PublishedChild {
+  platform: Platform;
+  digest: string;
+  /** name@sha256:… of this platform's image. */
+  reference: string;
 }
 
 export interface Published {
-  repository: Repository;
-  digest: string;
-  /** What ko prints: name@sha256:…, or name:tag@sha256:… when the only tag is not latest. */
+  importPath: string;
+  /** What ko prints on stdout: name@sha256:…, name:tag@sha256:…, or name:tag@sha256:… unpushed. */
   reference: string;
+  digest: string;
+  /** Each platform's image when the result is an index, in the index's order (ko #555). */
+  children?: PublishedChild[];
+  /** References of the SBOMs pushed beside it, one per image. */
+  sboms: string[];
   stats: PublishStats;
 }
 
-export interface PublishedIndex extends Published {
-  /** Each platform's image, pushed by digest before the index, in the index's order. */
-  children: Published[];
+export interface Publisher {
+  publish(result: BuildResult, context: PublishContext): Promise<Published>;
 }
 
-/** Manifest bytes as they go to the registry (an image, an index or an artifact). */
-interface ManifestToPut {
-  bytes: Buffer;
-  mediaType: string;
-  digest: string;
+/** Where images of an import path are named: KO_DOCKER_REPO (or the embedded registry), the naming mode and the tags. */
+export interface ImageNaming {
+  dockerRepo: string;
+  naming: NamingMode;
+  /** Deduplicated; the first gets the push, the others are extra manifest PUTs. */
+  tags: readonly string[];
 }
 
-export interface PublisherOptions {
-  client: RegistryClient;
-  events: EventBus;
-  /** Parallel blob uploads per image (ggcr's default is 4). */
-  concurrency?: number;
-  /** Where blobs were put before, for cross-repo mounts; default: this process only. */
-  locations?: BlobLocations;
-}
-
-interface BlobToPush {
-  digest: string;
-  size: number;
-  source: Layer['source'];
-}
-
-export class Publisher {
-  private readonly client: RegistryClient;
-  private readonly events: EventBus;
-  private readonly concurrency: number;
-  private readonly locations: BlobLocations;
-  /** Blobs known to be in a repository, so a warm push HEADs nothing it has seen. */
-  private readonly known = new Set<string>();
-  /** One in-flight push per blob and repository, shared by concurrent publishes. */
-  private readonly inflight = new Map<string, Promise<'pushed' | 'skipped'>>();
-
-  constructor(options: PublisherOptions) {
-    this.client = options.client;
-    this.events = options.events;
-    this.concurrency = options.concurrency ?? 4;
-    this.locations = options.locations ?? new BlobLocations();
-  }
-
-  async publish(image: Image, repository: Repository, tags: readonly string[], signal?: AbortSignal, events: EventBus = this.events): Promise<Published> {
-    const stats: PublishStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
-    const name = formatReference(repository);
-    const firstTag = tags[0];
-    const target: Reference = firstTag ? { ...repository, tag: firstTag } : { ...repository, digest: image.manifestDigest };
-
-    const existing = await this.client.headManifest(target, signal);
-    if (existing?.digest === image.manifestDigest) {
-      stats.manifestExisted = true;
-      stats.blobsSkipped = image.layers.length + 1;
-      events.emit({ type: 'manifest', action: 'existing', reference: formatReference(target), digest: image.manifestDigest, size: image.manifestBytes.length });
-    } else {
-      const blobs: BlobToPush[] = [
-        ...image.layers.map((layer) => ({ digest: layer.digest, size: layer.size, source: layer.source })),
-        { digest: image.configDigest, size: image.configBytes.length, source: { kind: 'memory' as const, data: image.configBytes } },
-      ];
-      await runLimited(blobs, this.concurrency, async (blob) => {
-        const outcome = await this.pushBlob(repository, blob, signal, events);
-        if (outcome === 'pushed') {
-          stats.blobsPushed += 1;
-          stats.bytesPushed += blob.size;
-        } else {
-          stats.blobsSkipped += 1;
-        }
-      });
-      await this.putManifest(target, imageManifest(image), signal, events);
-    }
-    // Extra tags only move once the image is complete under the first.
-    await Promise.all(tags.slice(1).map((tag) => this.putManifest({ ...repository, tag }, imageManifest(image), signal, events)));
-
-    return { repository, digest: image.manifestDigest, reference: printedReference(name, tags, image.manifestDigest), stats };
-  }
-
-  /**
-   * A multi-platform image: every child by digest (blobs first, in parallel), then the index under
-   * the first tag, then the other tags — so a tag never names an index whose children are missing.
-   * A HEAD on the first tag that already answers the index's digest skips everything.
-   */
-  async publishIndex(index: ImageIndex, repository: Repository, tags: readonly string[], signal?: AbortSignal, events: EventBus = this.events): Promise<PublishedIndex> {
-    const name = formatReference(repository);
-    const firstTag = tags[0];
-    const target: Reference = firstTag ? { ...repository, tag: firstTag } : { ...repository, digest: index.digest };
-    const manifest: ManifestToPut = { bytes: index.bytes, mediaType: index.mediaType, digest: index.digest };
-    const stats: PublishStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
-    let children: Published[];
-
-    const existing = await this.client.headManifest(target, signal);
-    if (existing?.digest === index.digest) {
-      stats.manifestExisted = true;
-      stats.blobsSkipped = index.children.length;
-      events.emit({ type: 'manifest', action: 'existing', reference: formatReference(target), digest: index.digest, size: index.bytes.length });
-      children = index.children.map((child) => ({
-        repository,
-        digest: child.manifestDigest,
-        reference: `${name}@${child.manifestDigest}`,
-        stats: { blobsPushed: 0, blobsSkipped: child.layers.length + 1, bytesPushed: 0, manifestExisted: true },
-      }));
-    } else {
-      children = await Promise.all(index.children.map((child) => this.publish(child, repository, [], signal, events)));
-      for (const child of children) {
-        stats.blobsPushed += child.stats.blobsPushed;
-        stats.blobsSkipped += child.stats.blobsSkipped;
-        stats.bytesPushed += child.stats.bytesPushed;
-      }
-      await this.putManifest(target, manifest, signal, events);
-    }
-    await Promise.all(tags.slice(1).map((tag) => this.putManifest({ ...repository, tag }, manifest, signal, events)));
-    return { repository, digest: index.digest, reference: printedReference(name, tags, index.digest), stats, children };
-  }
-
-  /**
-   * An artifact (an SBOM) under a tag: its blobs, then its manifest. The manifest names its
-   * subject, so a registry with the referrers API also lists it there; the tag is the fallback
-   * every registry understands.
-   */
-  async publishArtifact(artifact: Artifact, repository: Repository, tag: string, signal?: AbortSignal, events: EventBus = this.events): Promise<Published> {
-    const stats: PublishStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
-    const target: Reference = { ...repository, tag };
-    const existing = await this.client.headManifest(target, signal);
-    if (existing?.digest === artifact.digest) {
-      stats.manifestExisted = true;
-      stats.blobsSkipped = artifact.blobs.length;
-      events.emit({ type: 'manifest', action: 'existing', reference: formatReference(target), digest: artifact.digest, size: artifact.bytes.length });
-    } else {
-      for (const blob of artifact.blobs) {
-        const outcome = await this.pushBlob(repository, { digest: blob.digest, size: blob.data.length, source: { kind: 'memory', data: blob.data } }, signal, events);
-        if (outcome === 'pushed') {
-          stats.blobsPushed += 1;
-          stats.bytesPushed += blob.data.length;
-        } else {
-          stats.blobsSkipped += 1;
-        }
-      }
-      await this.putManifest(target, { bytes: artifact.bytes, mediaType: artifact.mediaType, digest: artifact.digest }, signal, events);
-    }
-    return { repository, digest: artifact.digest, reference: `${formatReference(target)}@${artifact.digest}`, stats };
-  }
-
-  private async putManifest(ref: Reference, manifest: ManifestToPut, signal: AbortSignal | undefined, events: EventBus): Promise<void> {
-    const digest = await this.client.putManifest(ref, manifest.bytes, manifest.mediaType, signal);
-    if (digest !== manifest.digest) {
-      throw new TskoError('REGISTRY_DIGEST', `${formatReference(ref)}: registry stored manifest ${digest}, expected ${manifest.digest}`);
-    }
-    events.emit({ type: 'manifest', action: 'pushed', reference: formatReference(ref), digest, size: manifest.bytes.length });
-  }
-
-  private pushBlob(repository: Repository, blob: BlobToPush, signal: AbortSignal | undefined, events: EventBus): Promise<'pushed' | 'skipped'> {
-    const key = `${repository.registry}/${repository.repository}@${blob.digest}`;
-    if (this.known.has(key)) {
-      emitBlob(events, 'known', repository, blob);
-      return Promise.resolve('skipped');
-    }
-    let pending = this.inflight.get(key);
-    if (!pending) {
-      pending = this.pushBlobOnce(repository, blob, signal, events).then(
-        async (outcome) => {
-          this.known.add(key);
-          await this.locations.remember(repository.registry, repository.repository, blob.digest);
-          this.inflight.delete(key);
-          return outcome;
-        },
-        (err: unknown) => {
-          this.inflight.delete(key);
-          throw err;
-        },
-      );
-      this.inflight.set(key, pending);
-    }
-    return pending;
-  }
-
-  private async pushBlobOnce(repository: Repository, blob: BlobToPush, signal: AbortSignal | undefined, events: EventBus): Promise<'pushed' | 'skipped'> {
-    if (await this.client.headBlob(repository, blob.digest, signal)) {
-      emitBlob(events, 'existing', repository, blob);
-      return 'skipped';
-    }
-    // Anything this registry already holds elsewhere is mounted, never sent again.
-    const sources = await this.locations.find(repository.registry, blob.digest);
-    if (blob.source.kind === 'registry' && blob.source.registry === repository.registry) sources.unshift(blob.source.repository);
-    for (const fromRepository of new Set(sources)) {
-      if (fromRepository === repository.repository) continue;
-      const from: Repository = { registry: repository.registry, repository: fromRepository };
-      if (await this.client.mountBlob(repository, blob.digest, from, signal).catch(mountRefused)) {
-        emitBlob(events, 'mounted', repository, blob);
-        return 'skipped';
-      }
-    }
-    const source = blob.source;
-    if (source.kind === 'memory') {
-      await this.client.uploadBlob(repository, blob.digest, blob.size, () => source.data, signal);
-      emitBlob(events, 'pushed', repository, blob);
-      return 'pushed';
-    }
-    // Another registry (or a mount refused): copy through memory once; later pushes mount it.
-    const from: Repository = { registry: source.registry, repository: source.repository };
-    const data = await this.client.getBlob(from, blob.digest, signal);
-    await this.client.uploadBlob(repository, blob.digest, data.length, () => data, signal);
-    emitBlob(events, 'copied', repository, blob);
-    return 'pushed';
-  }
-
-  /** Forget what is known to be in registries (e.g. after the registry was garbage-collected). */
-  forgetKnownBlobs(): void {
-    this.known.clear();
-  }
-}
-
-function imageManifest(image: Image): ManifestToPut {
-  return { bytes: image.manifestBytes, mediaType: image.manifestMediaType, digest: image.manifestDigest };
-}
-
-/** What ko prints: name@sha256:…, or name:tag@sha256:… when the only tag is not latest. */
-function printedReference(name: string, tags: readonly string[], digest: string): string {
-  const onlyTag = tags.length === 1 && tags[0] !== 'latest' ? `:${tags[0]}` : '';
-  return `${name}${onlyTag}@${digest}`;
-}
-
-/** A refused mount falls back to an upload (as ggcr does); an abort or an auth failure does not. */
-function mountRefused(err: unknown): false {
-  if (isAbortError(err) || (err instanceof TskoError && (err.code === 'REGISTRY_AUTH' || err.code === 'REGISTRY_UNREACHABLE'))) throw err;
-  return false;
-}
-
-function emitBlob(events: EventBus, action: 'existing' | 'known' | 'mounted' | 'pushed' | 'copied', repository: Repository, blob: BlobToPush): void {
-  events.emit({ type: 'blob', action, repository: formatReference(repository), digest: blob.digest, size: blob.size });
-}
-
-/** Runs `work` over `items` with at most `limit` at once; the first failure rejects. */
-export async function runLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await work(item);
-    }
-  });
-  await Promise.all(workers);
-}
+export const NOTHING_PUSHED: PublishStats = Object.freeze({ blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0 });

@@ -4,9 +4,9 @@
 // temp file and a rename; or, when a credHelper for the registry or a credsStore is configured,
 // the secret goes to `docker-credential-<name> store` and config.json keeps an empty entry.
 // Reads the environment only through `env`.
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
 import { TskoError } from '../errors.js';
 import { execCredentialHelper } from './credential-helper.js';
 import { redact } from '../redact.js';
@@ -75,12 +75,9 @@ async function writeConfigObject(path: string, config: JsonObject): Promise<void
   // A symlinked config.json (dotfiles repos) is written where it points, as docker does.
   const target = await realpath(path).catch(() => path);
   await mkdir(dirname(target), { recursive: true, mode: 0o700 });
-  const temp = `${target}.tsko-${randomBytes(6).toString('hex')}`;
   try {
-    await writeFile(temp, JSON.stringify(config, null, '\t'), { mode: 0o600, flag: 'wx' });
-    await rename(temp, target);
+    await writeFileAtomic(target, JSON.stringify(config, null, '\t'), { mode: 0o600 });
   } catch (err) {
-    await rm(temp, { force: true });
     throw new TskoError('REGISTRY_AUTH', `cannot write ${target}: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { resolveConfig } from '../../src/config/resolve.js';
 import { createEventBus } from '../../src/events.js';
-import { buildAndPublish } from '../../src/publish/build-and-publish.js';
 import { makePipeline } from '../../src/publish/pipeline.js';
 import { type DockerRegistry, startDockerRegistry } from '../support/docker-registry.js';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
@@ -310,16 +309,16 @@ describe('Bearer token auth through the CLI', () => {
   it('an in-process push emits no token or password in any event', async () => {
     const events = createEventBus();
     events.subscribe((e) => captured.push(JSON.stringify(e)));
-    const config = await resolveConfig({ cwd: repoRoot, env: { ...process.env, DOCKER_CONFIG: dir, XDG_CACHE_HOME: cacheHome, GOCACHE: goCacheDir() }, fresh: true });
-    const pipeline = makePipeline({ config, events, image: { labels: { run: 'in-process' }, annotations: {} } });
+    const config = await resolveConfig({
+      cwd: repoRoot,
+      env: { ...process.env, DOCKER_CONFIG: dir, XDG_CACHE_HOME: cacheHome, GOCACHE: goCacheDir() },
+      fresh: true,
+      build: { bare: true, imageLabel: ['run=in-process'], platform: ['linux/amd64'], sbom: 'none' },
+    });
+    const pipeline = makePipeline(config, { events, dockerRepo: `${registry.host}/token/events` });
     try {
-      const result = await buildAndPublish(
-        pipeline,
-        './examples/hello',
-        { dockerRepo: `${registry.host}/token/events`, naming: 'bare', tags: ['latest'], platforms: [{ os: 'linux', architecture: 'amd64' }], push: true },
-        events,
-      );
-      assert.ok(result.blobsPushed + result.blobsSkipped > 0);
+      const result = await pipeline.publish('./examples/hello', { events });
+      assert.ok(result.stats.blobsPushed + result.stats.blobsSkipped > 0);
     } finally {
       await pipeline.close();
     }

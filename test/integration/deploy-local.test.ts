@@ -21,8 +21,11 @@ import { applyLayer, archivePath, inRootTarget, unpackImage } from '../../src/de
 import { TskoError } from '../../src/errors.js';
 import { createEventBus, withFields, type EventBus, type TskoEvent } from '../../src/events.js';
 import type { Digest } from '../../src/image/digest.js';
+import { memoryLayer, readLayer } from '../../src/image/layer.js';
 import type { Image, Layer } from '../../src/image/types.js';
 import { makePipeline } from '../../src/publish/pipeline.js';
+import { stage } from '../../src/stage.js';
+import type { DeployResult } from '../../src/deploy/target.js';
 import { freePort } from '../support/docker-registry.js';
 import { goCacheDir } from '../support/go-env.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -61,13 +64,8 @@ async function layerOf(entries: Entry[]): Promise<Layer> {
   const tar = await tarOf(entries);
   const data = gzipSync(tar);
   const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}` as Digest;
-  return { digest: sha(data), diffId: sha(tar), size: data.length, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', source: { kind: 'memory', data } };
+  return memoryLayer({ digest: sha(data), diffId: sha(tar), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }, data);
 }
-
-const memoryBytes = (layer: Layer): Promise<Buffer> => {
-  if (layer.source.kind !== 'memory') throw new Error('test layers are in memory');
-  return Promise.resolve(layer.source.data);
-};
 
 describe('unpack', () => {
   it('applies layers in order: whiteouts and opaque dirs hide lower files, modes are kept', async (t) => {
@@ -93,7 +91,7 @@ describe('unpack', () => {
       { name: 'sticky/', type: 'directory', mode: 0o1777 },
     ]);
     const root = join(dir, 'rootfs');
-    await unpackImage([lower, upper], root, { cacheDir: join(dir, 'cache'), layerBytes: memoryBytes });
+    await unpackImage([lower, upper], root, { cacheDir: join(dir, 'cache') });
 
     assert.equal(await readFile(join(root, 'etc/keep'), 'utf8'), 'keep');
     assert.equal(existsSync(join(root, 'etc/gone')), false, '.wh.gone removes the lower file');
@@ -112,7 +110,7 @@ describe('unpack', () => {
     const chains = await readdir(join(dir, 'cache'));
     assert.equal(chains.length, 1);
     assert.equal(await readFile(join(dir, 'cache', chains[0] as string, 'replaced'), 'utf8'), 'lower');
-    const again = await unpackImage([lower, upper], join(dir, 'rootfs2'), { cacheDir: join(dir, 'cache'), layerBytes: memoryBytes });
+    const again = await unpackImage([lower, upper], join(dir, 'rootfs2'), { cacheDir: join(dir, 'cache') });
     assert.equal(again.cachedLayers, 1);
     assert.equal(await readFile(join(dir, 'rootfs2/replaced'), 'utf8'), 'upper');
     assert.equal(existsSync(join(dir, 'rootfs2/etc/gone')), false);
@@ -136,7 +134,7 @@ describe('unpack', () => {
       { name: 'suid', type: 'file', content: '#!/bin/sh\n', mode: 0o4755 },
     ]);
     const root = join(dir, 'rootfs');
-    await unpackImage([lower, upper], root, { cacheDir: join(dir, 'cache'), layerBytes: memoryBytes });
+    await unpackImage([lower, upper], root, { cacheDir: join(dir, 'cache') });
     assert.deepEqual((await readdir(join(root, 'app'))).sort(), ['sub']);
     assert.deepEqual(await readdir(join(root, 'app/sub')), ['new'], 'the lower app/sub/old is hidden by the opaque app/');
     assert.equal((await stat(join(root, 'app'))).mode & 0o7777, 0o750);
@@ -153,20 +151,26 @@ describe('unpack', () => {
     const data2 = await layerOf([{ name: 'var/run/ko/index.html', type: 'file', content: 'two' }]);
     const app = await layerOf([{ name: 'ko-app/app', type: 'file', content: 'bin', mode: 0o555 }]);
     const read: string[] = [];
-    const counting = (layer: Layer) => {
-      read.push(layer.digest);
-      return memoryBytes(layer);
-    };
-    const cold = await unpackImage([base, data1, app], join(dir, 'r1'), { cacheDir, layerBytes: counting });
+    // The layers record every time their bytes are opened.
+    const [cBase, cData1, cData2, cApp] = [base, data1, data2, app].map(
+      (layer): Layer => ({
+        ...layer,
+        open: (signal) => {
+          read.push(layer.digest);
+          return layer.open(signal);
+        },
+      }),
+    ) as [Layer, Layer, Layer, Layer];
+    const cold = await unpackImage([cBase, cData1, cApp], join(dir, 'r1'), { cacheDir });
     assert.equal(cold.cachedLayers, 0);
     assert.equal(cold.chains.length, 2);
     assert.deepEqual((await readdir(cacheDir)).sort(), [...cold.chains].sort());
     read.length = 0;
-    const warm = await unpackImage([base, data1, app], join(dir, 'r2'), { cacheDir, layerBytes: counting });
+    const warm = await unpackImage([cBase, cData1, cApp], join(dir, 'r2'), { cacheDir });
     assert.equal(warm.cachedLayers, 2);
     assert.deepEqual(read, [app.digest], 'a warm revision reads only its top layer');
     read.length = 0;
-    const edited = await unpackImage([base, data2, app], join(dir, 'r3'), { cacheDir, layerBytes: counting });
+    const edited = await unpackImage([cBase, cData2, cApp], join(dir, 'r3'), { cacheDir });
     assert.equal(edited.cachedLayers, 1);
     assert.deepEqual(read, [data2.digest, app.digest], 'the base is not extracted again');
     assert.equal(await readFile(join(dir, 'r3/var/run/ko/index.html'), 'utf8'), 'two');
@@ -219,7 +223,7 @@ describe('unpack', () => {
       { name: 'rel', type: 'symlink', linkname: 'usr/lib' },
     ]);
     const root = join(dir, 'rootfs');
-    await unpackImage([lower, upper], root, { cacheDir: join(dir, 'cache'), layerBytes: memoryBytes });
+    await unpackImage([lower, upper], root, { cacheDir: join(dir, 'cache') });
     const a = await lstat(join(root, 'usr/lib/libx.so'));
     const b = await lstat(join(root, 'usr/lib/libx.so.1'));
     assert.equal(a.ino, b.ino);
@@ -231,15 +235,15 @@ describe('unpack', () => {
   it('reports a truncated or corrupt layer as a DEPLOY error naming the layer', async (t) => {
     const dir = await makeTempDir('unpack-corrupt', t);
     const good = await layerOf([{ name: 'big', type: 'file', content: 'x'.repeat(100_000) }]);
-    const data = (good.source as { data: Buffer }).data;
-    const truncated: Layer = { ...good, source: { kind: 'memory', data: data.subarray(0, data.length - 20) } };
-    await assert.rejects(unpackImage([truncated], join(dir, 'a'), { cacheDir: join(dir, 'cache'), layerBytes: memoryBytes }), (err: unknown) => {
+    const data = await readLayer(good);
+    const truncated: Layer = memoryLayer(good, data.subarray(0, data.length - 20));
+    await assert.rejects(unpackImage([truncated], join(dir, 'a'), { cacheDir: join(dir, 'cache') }), (err: unknown) => {
       assert.ok(err instanceof TskoError && err.code === 'DEPLOY');
       assert.match(err.message, /^layer sha256:[a-f0-9]{12} could not be decompressed/);
       return true;
     });
-    const notTar: Layer = { ...good, source: { kind: 'memory', data: gzipSync(Buffer.from('not a tar archive '.repeat(40))) } };
-    await assert.rejects(unpackImage([notTar], join(dir, 'b'), { cacheDir: join(dir, 'cache'), layerBytes: memoryBytes }), /is not a valid tar archive/);
+    const notTar: Layer = memoryLayer(good, gzipSync(Buffer.from('not a tar archive '.repeat(40))));
+    await assert.rejects(unpackImage([notTar], join(dir, 'b'), { cacheDir: join(dir, 'cache') }), /is not a valid tar archive/);
   });
 
   it('normalises archive paths and link targets', () => {
@@ -395,10 +399,10 @@ async function buildImage(cwd: string, target: string): Promise<Image> {
   // service built side by side here would otherwise overwrite each other's binary.
   const cacheHome = await makeTempDir('local-cache');
   const config = await resolveConfig({ cwd, env: { ...process.env, XDG_CACHE_HOME: cacheHome, GOCACHE: goCacheDir() }, fresh: true });
-  const pipeline = makePipeline({ config, events: createEventBus() });
+  const pipeline = makePipeline(config, { events: createEventBus(), dockerRepo: 'tsko.local' });
   try {
-    const resolved = await pipeline.builder.resolveTarget(target);
-    const built = await pipeline.builder.build(resolved, { os: 'linux', architecture: 'amd64' });
+    const resolved = await pipeline.resolve(target);
+    const built = await pipeline.builder.build(resolved, { os: 'linux', architecture: 'amd64' }, { events: createEventBus() });
     return built.image;
   } finally {
     await pipeline.close();
@@ -476,7 +480,8 @@ interface Harness {
   workDir: string;
   events: TskoEvent[];
   bus: EventBus;
-  deploy(image: Image, iteration: number, options?: { service?: string; signal?: AbortSignal; layerBytes?: (layer: Layer) => Promise<Buffer> }): ReturnType<LocalTarget['deploy']>;
+  /** Both steps, each as the iteration runner times it: the `deploy` stage, then the `ready` stage. */
+  deploy(image: Image, iteration: number, options?: { service?: string; signal?: AbortSignal }): Promise<DeployResult>;
 }
 
 async function harness(t: { after(fn: () => unknown): void }, options: Partial<LocalTargetOptions> = {}): Promise<Harness> {
@@ -491,17 +496,13 @@ async function harness(t: { after(fn: () => unknown): void }, options: Partial<L
     workDir,
     events,
     bus,
-    deploy: (image, iteration, o = {}) => {
+    deploy: async (image, iteration, o = {}) => {
       const service = o.service ?? 'hello';
-      return target.deploy({
-        service,
-        iteration,
-        reference: `127.0.0.1:5000/${service}@${image.manifestDigest}`,
-        image,
-        layerBytes: o.layerBytes ?? memoryBytes,
-        events: withFields(bus, { service, iteration }),
-        signal: o.signal ?? new AbortController().signal,
-      });
+      const events = withFields(bus, { service, iteration });
+      const signal = o.signal ?? new AbortController().signal;
+      const request = { service, iteration, reference: `127.0.0.1:5000/${service}@${image.manifestDigest}`, importPath: `example.com/${service}`, image, events, signal };
+      const rollout = await stage(events, 'deploy', () => target.deploy(request), {}, signal);
+      return stage(events, 'ready', () => rollout.ready(), {}, signal);
     },
   };
 }
@@ -554,9 +555,9 @@ describe('local target', { timeout: 240_000 }, () => {
     const logs = h.events.filter((e) => e.type === 'revision.log');
     assert.ok(logs.some((e) => e.revision === 'hello-00001' && e.stream === 'stderr' && /hello: listening on :\d+/.test(e.line) && e.service === 'hello' && e.iteration === 1));
     assert.ok(logs.some((e) => e.revision === 'hello-00002'));
-    // Each deploy reports its ready stage (the caller's deploy stage spans the whole call).
-    const stages = h.events.filter((e) => e.type === 'stage.end' && e.iteration === 2).map((e) => (e.type === 'stage.end' ? `${e.stage}:${e.ok}` : ''));
-    assert.deepEqual(stages, ['ready:true']);
+    // The target's own call (unpack, start) and the wait for it to answer are two stages that follow each other.
+    const stages = h.events.filter((e) => (e.type === 'stage.start' || e.type === 'stage.end') && e.iteration === 2).map((e) => (e.type === 'stage.end' ? `${e.stage}:${e.ok}` : `${e.type === 'stage.start' ? e.stage : ''}`));
+    assert.deepEqual(stages, ['deploy', 'deploy:true', 'ready', 'ready:true']);
     assert.ok(h.events.some((e) => e.type === 'log' && e.level === 'debug' && /^hello-00002: unpacked 3 layers in \d+ ms \(2 from cache\), ready in \d+ ms$/.test(e.message)));
   });
 
@@ -770,12 +771,18 @@ describe('local target', { timeout: 240_000 }, () => {
 
     // Aborted while its layers are still being read: no process is started at all.
     const early = new AbortController();
-    const slowBytes = async (layer: Layer) => {
-      early.abort();
-      await delay(50);
-      return memoryBytes(layer);
+    const slow: Image = {
+      ...images.v2,
+      layers: images.v2.layers.map((layer) => ({
+        ...layer,
+        open: async (signal?: AbortSignal) => {
+          early.abort();
+          await delay(50);
+          return layer.open(signal);
+        },
+      })),
     };
-    await assert.rejects(h.deploy(images.v2, 3, { signal: early.signal, layerBytes: slowBytes }), (err: unknown) => err instanceof TskoError && err.code === 'ABORTED');
+    await assert.rejects(h.deploy(slow, 3, { signal: early.signal }), (err: unknown) => err instanceof TskoError && err.code === 'ABORTED');
     assert.equal(h.events.filter((e) => e.type === 'revision.log' && e.revision === 'hello-00003').length, 0);
     assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v1\n' });
     assert.equal(h.target.current(), 'hello-00001');
@@ -788,9 +795,10 @@ describe('local target', { timeout: 240_000 }, () => {
     assert.equal((await newer).revision, 'hello-00001');
     await assert.rejects(older, (err: unknown) => err instanceof TskoError && err.code === 'ABORTED' && /iteration 5 is newer/.test(err.message));
     assert.equal((await get(h.target.url)).text, 'hello v2\n');
-    // Stage events of the two never interleave.
-    const order = h.events.filter((e) => e.type === 'stage.start' || e.type === 'stage.end').map((e) => e.iteration);
-    assert.deepEqual(order, [5, 5]);
+    // The older one's turn comes only once the newer one is serving: its deploy stage (which
+    // includes the wait for its turn) ends after the newer one's ready stage, and it never gets ready.
+    const ends = h.events.filter((e) => e.type === 'stage.end').map((e) => (e.type === 'stage.end' ? `${e.iteration}:${e.stage}:${e.ok}` : ''));
+    assert.deepEqual(ends, ['5:deploy:true', '5:ready:true', '4:deploy:false']);
   });
 
   it('close() stops every revision and its children within about 2 s, however long their grace, and frees the front port', async (t) => {

@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { resolveConfig } from '../../src/config/resolve.js';
 import { createEventBus, type TskoEvent } from '../../src/events.js';
-import { buildAndPublish } from '../../src/publish/build-and-publish.js';
 import { makePipeline } from '../../src/publish/pipeline.js';
+import { registryPublisher } from '../../src/publish/registry-publisher.js';
+import { RegistryWriter } from '../../src/publish/registry-writer.js';
 import { type DockerRegistry, startDockerRegistry } from '../support/docker-registry.js';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
 import { goCacheDir } from '../support/go-env.js';
@@ -78,22 +79,23 @@ describe('tsko build through a flaky network (20 % injected faults)', () => {
       if (e.type === 'retry') retries.push(e);
       if (e.type === 'stage.end') stageMs[e.stage] = (stageMs[e.stage] ?? 0) + e.ms;
     });
-    const pipeline = makePipeline({ config, events });
+    const pipeline = makePipeline(config, { events, dockerRepo: `${proxy.host}/flaky/hello` });
     t.after(() => pipeline.close());
+    // One client and one writer for every push (what a dev session keeps); a tag per build.
+    const writer = new RegistryWriter({ client: pipeline.client });
+    const target = await pipeline.resolve('.');
 
     const pushed: Array<{ tag: string; version: string; digest: string; blobsPushed: number }> = [];
     const started = performance.now();
     for (let i = 0; i < BUILDS; i++) {
       const version = `hello flaky ${i} ${Date.now()}`;
       await setVersion(version);
-      const result = await buildAndPublish(
-        pipeline,
-        '.',
-        { dockerRepo: `${proxy.host}/flaky/hello`, naming: 'bare', tags: [`v${i}`], platforms: [{ os: 'linux', architecture: 'amd64' }], push: true },
-        events,
-        AbortSignal.timeout(120_000),
-      );
-      pushed.push({ tag: `v${i}`, version, digest: result.digest, blobsPushed: result.blobsPushed });
+      const context = { events, signal: AbortSignal.timeout(120_000) };
+      pipeline.invalidate(target.pkg.importPath);
+      const built = await pipeline.build(target, context, [{ os: 'linux', architecture: 'amd64' }]);
+      const publisher = registryPublisher(writer, { dockerRepo: `${proxy.host}/flaky/hello`, naming: 'bare', tags: [`v${i}`] });
+      const result = await publisher.publish(built, context);
+      pushed.push({ tag: `v${i}`, version, digest: result.digest, blobsPushed: result.stats.blobsPushed });
     }
     const buildMs = performance.now() - started;
 

@@ -17,21 +17,18 @@ function makeLoop() {
   events.subscribe((event) => seen.push(event));
   let builds = 0;
   const pipeline = {
-    builder: {
-      build: async () => {
-        builds++;
-        throw new TskoError('GO_BUILD', 'fake build failure');
-      },
+    invalidate: () => undefined,
+    build: async () => {
+      builds++;
+      throw new TskoError('GO_BUILD', 'fake build failure');
     },
   } as unknown as Pipeline;
+  const target = { kind: 'local', deploy: async () => ({}), close: async () => undefined } as unknown as Target;
   const loop = new ServiceLoop({
     name: 'svc',
     resolved: { pkg: { importPath: 'example.com/svc', dir: '/nonexistent' }, cwd: '/nonexistent', build: undefined } as unknown as ResolvedTarget,
     pipeline: () => pipeline,
-    target: { kind: 'local', deploy: async () => ({}), close: async () => undefined } as unknown as Target,
-    dockerRepo: 'tsko.local',
-    naming: 'md5',
-    platform: { os: 'linux', architecture: 'amd64' },
+    target: () => target,
     events,
     debounceMs: 5,
   });

@@ -62,13 +62,22 @@ describe('dashboard reducer on a recorded session', () => {
     assert.match(hello.serving?.url ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
   });
 
-  it('times deploy by the target\'s own stage.end (without ready), not the loop\'s wrapper around both', () => {
-    const deployEnds = session.filter((e): e is Extract<TskoEvent, { type: 'stage.end' }> => e.type === 'stage.end' && e.stage === 'deploy' && e.iteration === 1);
-    assert.equal(deployEnds.length, 2, 'the recording has the inner and the outer deploy end');
-    assert.equal(hello.cold?.stages.deploy, deployEnds[0]!.ms);
-    assert.ok(deployEnds[1]!.ms > deployEnds[0]!.ms);
-    const ready = session.find((e) => e.type === 'stage.end' && e.stage === 'ready' && e.iteration === 1);
-    assert.equal(hello.cold?.stages.ready, ready?.type === 'stage.end' ? ready.ms : NaN);
+  it('times deploy and ready as two stages that follow each other, each with its own stage.end', () => {
+    const ofFirst = (type: 'stage.start' | 'stage.end', stage: string) =>
+      session.filter((e) => e.type === type && e.iteration === 1 && e.stage === stage) as Array<Extract<TskoEvent, { type: 'stage.start' | 'stage.end' }>>;
+    const deployEnds = ofFirst('stage.end', 'deploy');
+    const readyStarts = ofFirst('stage.start', 'ready');
+    assert.equal(deployEnds.length, 1, 'one deploy stage per iteration');
+    assert.equal(readyStarts.length, 1, 'one ready stage per iteration');
+    assert.ok(readyStarts[0]!.time >= deployEnds[0]!.time, 'ready starts once deploy has ended');
+    assert.equal(hello.cold?.stages.deploy, (deployEnds[0] as Extract<TskoEvent, { type: 'stage.end' }>).ms);
+    const ready = ofFirst('stage.end', 'ready')[0] as Extract<TskoEvent, { type: 'stage.end' }>;
+    assert.equal(hello.cold?.stages.ready, ready.ms);
+    // Stages that do not overlap add up to no more than save → serving.
+    for (const entry of [hello.cold!, ...hello.warm]) {
+      const sum = Object.values(entry.stages).reduce((a, b) => a + b, 0);
+      assert.ok(sum <= entry.ms + 1, `iteration ${entry.iteration}: stages ${sum} ms within ${entry.ms} ms`);
+    }
   });
 
   it('says what the last iteration did', () => {
@@ -135,15 +144,32 @@ describe('dashboard reducer: errors, cancellation and what still serves', () => 
     assert.equal(resultLine(all)?.symbol, '✓');
   });
 
-  it('marks a stage cut short by the end of its iteration as failed, with the time it ran', () => {
+  it('marks a stage cut short by the end of its iteration as cancelled or failed, with the time it ran', () => {
     const t = 1_000_000;
-    const state = reduceAll([
-      { type: 'iteration.start', service: 's', iteration: 1, trigger: ['a.go'], time: t },
-      { type: 'stage.start', service: 's', iteration: 1, stage: 'build', time: t + 10 },
-      { type: 'iteration.end', service: 's', iteration: 1, result: 'cancelled', ms: 60, time: t + 60 },
-    ]);
-    const run = only(state).lastEnded?.stages.build;
-    assert.deepEqual(run, { status: 'failed', startedAt: t + 10, ms: 50 });
+    const cutShort = (result: 'cancelled' | 'deploy-failed') =>
+      only(
+        reduceAll([
+          { type: 'iteration.start', service: 's', iteration: 1, trigger: ['a.go'], time: t },
+          { type: 'stage.start', service: 's', iteration: 1, stage: 'build', time: t + 10 },
+          { type: 'iteration.end', service: 's', iteration: 1, result, ms: 60, time: t + 60 },
+        ]),
+      ).lastEnded?.stages.build;
+    assert.deepEqual(cutShort('cancelled'), { status: 'cancelled', startedAt: t + 10, ms: 50 });
+    assert.deepEqual(cutShort('deploy-failed'), { status: 'failed', startedAt: t + 10, ms: 50 });
+  });
+
+  it('takes each stage\'s outcome from its stage.end: failed, cancelled or ok, and only ok stages count as timings', () => {
+    const failedReady = only(reduceAll(until(failures, endOf(2))));
+    assert.equal(failedReady.lastEnded?.stages.ready?.status, 'failed', 'the revision that exited failed the ready stage');
+    assert.equal(failedReady.lastEnded?.stages.deploy?.status, 'ok');
+    assert.equal(failedReady.history.at(-1)?.stages.ready, undefined, 'a failed stage is no timing sample');
+    const cancelled = only(reduceAll(until(failures, endOf(3))));
+    assert.equal(cancelled.lastEnded?.iteration, 3);
+    assert.equal(cancelled.lastEnded?.end?.result, 'cancelled');
+    assert.equal(cancelled.lastEnded?.stages.build?.status, 'cancelled', 'a superseded build is cancelled, not failed');
+    const broken = only(reduceAll(until(session, endOf(7))));
+    assert.equal(broken.lastEnded?.stages.build?.status, 'failed', 'a compile error fails the build stage');
+    assert.equal(broken.lastEnded?.stages.push, undefined, 'nothing after it ran');
   });
 });
 

@@ -92,7 +92,7 @@ describe('dashboard frames from a recorded session', () => {
     assert.match(frame, /warm p50 +\d+ms/);
     assert.match(frame, /warm p90 +\d+ms/);
     assert.match(frame, /speed-up +[\d.]+× +[\d.]+×/);
-    assert.match(frame, /✓ Updated in \d\.\d\d s · 4\.6 MB pushed · 2 blobs skipped · rev hello-00007 · http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(frame, /✓ Updated in \d\.\d\d s · 8\.0 MB pushed · 2 blobs skipped · rev hello-00007 · http:\/\/127\.0\.0\.1:\d+/);
     assert.match(frame, /changed …\/hello\/main\.go/);
     assert.match(frame, /history · 9 iterations/);
     assert.match(frame, /#1 +[█▏▎▍▌▋▊▉▸]+.* ✓ deployed +hello-00001 \(cold\)/);
@@ -111,9 +111,9 @@ describe('dashboard frames from a recorded session', () => {
     const { lastFrame, unmount } = render(<DashboardView state={state} now={buildStart + 1234} frame={0} columns={100} rows={30} color={false} />);
     const frame = lastFrame() ?? '';
     assert.match(frame, /^⠋ hello/m, 'the title spins');
-    assert.match(frame, /#9 +✓ 30ms +⠋ 1\.2s +· +· +· +· +⠋ 1\.2s/);
+    assert.match(frame, /#9 +✓ 9ms +⠋ 1\.2s +· +· +· +· +⠋ 1\.2s/);
     // The previous result stays under the table while the next one builds.
-    assert.match(frame, /= No change in 0\.44 s · same program as hello-00006/);
+    assert.match(frame, /= No change in 0\.73 s · same program as hello-00006/);
     assert.match(frame, /building …\/hello\/main\.go/);
     unmount();
   });
@@ -124,11 +124,11 @@ describe('dashboard frames from a recorded session', () => {
     const end = session[upTo]!.time;
     const { lastFrame, unmount } = render(<DashboardView state={state} now={end + 3000} frame={0} columns={100} rows={30} color={false} />);
     const frame = lastFrame() ?? '';
-    assert.match(frame, /✗ Build failed after 0\.36 s · 3 compiler errors/);
+    assert.match(frame, /✗ Build failed after 0\.18 s · 3 compiler errors/);
     assert.match(frame, /main\.go:16:2 undefined: undefinedCall/);
     assert.match(frame, /main\.go:17:6 declared and not used: x/);
     assert.match(frame, /still serving hello-00006 \(deployed \d+ s ago\) · http:\/\/127\.0\.0\.1:\d+/);
-    assert.match(frame, /#7 +✓ 20ms +✓ 343ms +– +– +– +– +✗ 363ms/, 'stages after a failed build are skipped');
+    assert.match(frame, /#7 +✓ 10ms +✗ 171ms +– +– +– +– +✗ 183ms/, 'the failed build is ✗ and the stages after it are skipped');
     unmount();
   });
 
@@ -137,14 +137,15 @@ describe('dashboard frames from a recorded session', () => {
     const state = reduceAll(failures.slice(0, upTo + 1));
     const { lastFrame, unmount } = render(<DashboardView state={state} now={failures[upTo]!.time} frame={0} columns={100} rows={30} color={false} />);
     const frame = lastFrame() ?? '';
-    assert.match(frame, /✗ Deploy failed after 1\.21 s/);
+    assert.match(frame, /✗ Deploy failed after 0\.75 s/);
+    assert.match(frame, /#2 +✓ 25ms +✓ 601ms +✓ 21ms +✓ 74ms +✓ 16ms +✗ 12ms +✗ 751ms/, 'the revision was started (deploy ✓) but never got ready (ready ✗)');
     assert.match(frame, /revision hello-00002 exited with code 1 before listening on PORT \d+/);
     assert.match(frame, /hint: a service must keep running .* hello-00001 keeps serving/);
     assert.match(frame, /still serving hello-00001/);
     assert.match(frame, /warm +p50, p90 and speed-up after the next deploy/);
     unmount();
     const all = render(<DashboardView state={reduceAll(failures)} now={failures.at(-1)!.time} frame={0} columns={100} rows={30} color={false} />);
-    assert.match(all.lastFrame() ?? '', /#3 +[█▏▎▍▌▋▊▉▸]+ +0\.10 s {2}↻ cancelled/);
+    assert.match(all.lastFrame() ?? '', /#3 +[█▏▎▍▌▋▊▉▸]+ +0\.22 s {2}↻ cancelled/);
     all.unmount();
   });
 });
@@ -189,7 +190,7 @@ describe('dashboard in small terminals', () => {
     assert.match(frame, /n=6 +build +push +deploy +total/);
     assert.doesNotMatch(frame, /trigger/);
     assert.match(frame, /p50 +\d+ms/);
-    assert.match(frame, /^ {2}✓ Updated in \d\.\d\d s · 4\.6 MB pushed · [^\n]*…$/m, 'the result line is cut, not wrapped');
+    assert.match(frame, /^ {2}✓ Updated in \d\.\d\d s · 8\.0 MB pushed · [^\n]*…$/m, 'the result line is cut, not wrapped');
     unmount();
   });
 });

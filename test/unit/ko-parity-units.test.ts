@@ -3,8 +3,7 @@
 // `go version -m` parsing, the SPDX document, and the --platform request rules.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { platformRequest } from '../../src/cli/common.js';
-import type { ResolvedConfig } from '../../src/config/resolve.js';
+import { platformRequest } from '../../src/config/build-options.js';
 import { parseBuildInfo } from '../../src/go/buildinfo.js';
 import { attachmentTag, fileArtifact } from '../../src/image/artifact.js';
 import { sha256 } from '../../src/image/digest.js';
@@ -239,19 +238,19 @@ describe('go version -m', () => {
 });
 
 describe('platformRequest', () => {
-  const config = (env: Record<string, string> = {}, defaultPlatforms: string[] = []) => ({ env, defaultPlatforms }) as unknown as ResolvedConfig;
+  const config = (env: Record<string, string> = {}, defaultPlatforms: string[] = []) => ({ env, defaultPlatforms });
 
   it('takes --platform, then defaultPlatforms, then GOOS/GOARCH, then linux/amd64', () => {
-    assert.deepEqual(platformRequest({ platform: ['linux/arm64', 'linux/arm/v7'] }, config()), [arm64, armv7]);
-    assert.deepEqual(platformRequest({ platform: [] }, config({}, ['linux/arm64'])), [arm64]);
-    assert.deepEqual(platformRequest({ platform: [] }, config({ GOOS: 'linux', GOARCH: 'arm', GOARM: '7' })), [armv7]);
-    assert.deepEqual(platformRequest({ platform: [] }, config()), [amd64]);
-    assert.equal(platformRequest({ platform: [] }, config({}, ['all'])), 'all');
+    assert.deepEqual(platformRequest(['linux/arm64', 'linux/arm/v7'], config()), [arm64, armv7]);
+    assert.deepEqual(platformRequest([], config({}, ['linux/arm64'])), [arm64]);
+    assert.deepEqual(platformRequest([], config({ GOOS: 'linux', GOARCH: 'arm', GOARM: '7' })), [armv7]);
+    assert.deepEqual(platformRequest([], config()), [amd64]);
+    assert.equal(platformRequest([], config({}, ['all'])), 'all');
   });
 
   it('keeps all alone, and away from GOOS/GOARCH/GOARM', () => {
-    assert.throws(() => platformRequest({ platform: ['all', 'linux/amd64'] }, config()), /cannot be combined with other platforms/);
-    assert.throws(() => platformRequest({ platform: ['all'] }, config({ GOARCH: 'arm64' })), /GOOS\/GOARCH\/GOARM/);
-    assert.throws(() => platformRequest({ platform: ['linux/sparc'] }, config()), /unknown platform "linux\/sparc"/);
+    assert.throws(() => platformRequest(['all', 'linux/amd64'], config()), /cannot be combined with other platforms/);
+    assert.throws(() => platformRequest(['all'], config({ GOARCH: 'arm64' })), /GOOS\/GOARCH\/GOARM/);
+    assert.throws(() => platformRequest(['linux/sparc'], config()), /unknown platform "linux\/sparc"/);
   });
 });

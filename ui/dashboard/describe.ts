@@ -1,49 +1,15 @@
 // The words the dashboard shows for a service, derived from the model: the result line, the
 // compiler's file:line diagnostics, the "still serving" line. Pure, so tests check the sentences
 // without rendering anything.
-import type { ErrorInfo } from '../../src/events.js';
+import type { Diagnostic, ErrorInfo } from '../../src/events.js';
 import { ago, bytes, displayPath, seconds } from './format.js';
 import { currentIteration, type Iteration, type ServiceState } from './state.js';
 
 export type Tone = 'ok' | 'fail' | 'run' | 'warn' | 'dim' | 'plain';
 
-export interface Diagnostic {
-  file: string;
-  line: number;
-  column?: number;
-  message: string;
-}
-
-const DIAGNOSTIC = /^(?:#\s.*|(\S+?):(\d+)(?::(\d+))?: (.+))$/;
-
-/** The `file:line[:col]: message` lines of a Go compiler error, in order, without `./`. */
+/** A failed build's diagnostics, as the build parsed them (the error event carries them). */
 export function diagnostics(error: ErrorInfo | undefined): Diagnostic[] {
-  if (!error) return [];
-  const lines = (error.detail ?? '').split('\n');
-  const out: Diagnostic[] = [];
-  for (const raw of lines) {
-    const match = DIAGNOSTIC.exec(raw.trim());
-    if (!match || match[1] === undefined) continue;
-    out.push({
-      file: match[1].replace(/^\.\//, ''),
-      line: Number(match[2]),
-      ...(match[3] ? { column: Number(match[3]) } : {}),
-      message: match[4] as string,
-    });
-  }
-  if (out.length === 0) {
-    // No detail: the one-line message still carries the first diagnostic after the last ": ./".
-    const inline = /(\S+\.go):(\d+)(?::(\d+))?: (.+)$/.exec(error.message);
-    if (inline) {
-      out.push({
-        file: (inline[1] as string).replace(/^\.\//, ''),
-        line: Number(inline[2]),
-        ...(inline[3] ? { column: Number(inline[3]) } : {}),
-        message: inline[4] as string,
-      });
-    }
-  }
-  return out;
+  return error?.diagnostics ?? [];
 }
 
 export function where(d: Diagnostic): string {

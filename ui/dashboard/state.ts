@@ -9,7 +9,8 @@ export const STAGES: readonly Stage[] = ['trigger', 'build', 'layer', 'push', 'd
 /** How many finished iterations the history keeps, warm samples the stats use, log lines kept. */
 export const LIMITS = { history: 50, warm: 500, logs: 200, notices: 3 } as const;
 
-export type StageStatus = 'running' | 'ok' | 'failed';
+/** `cancelled`: stopped by a newer save, a config change or shutdown, not failed. */
+export type StageStatus = 'running' | 'ok' | 'failed' | 'cancelled';
 
 export interface StageRun {
   status: StageStatus;
@@ -156,10 +157,11 @@ function updateIteration(service: ServiceState, number: number, time: number, fn
 function endIteration(service: ServiceState, event: Extract<TskoEvent, { type: 'iteration.end' }>, number: number): ServiceState {
   const found = service.running.find((it) => it.iteration === number) ?? { iteration: number, trigger: [], startedAt: event.time - event.ms, stages: {} };
   // A stage still running when its iteration ends was cut short (cancelled or failed under it).
+  const cut: StageStatus = event.result === 'cancelled' ? 'cancelled' : 'failed';
   const stages: Partial<Record<Stage, StageRun>> = {};
   for (const stage of STAGES) {
     const run = found.stages[stage];
-    if (run) stages[stage] = run.status === 'running' ? { status: 'failed', startedAt: run.startedAt, ms: Math.max(0, event.time - run.startedAt) } : run;
+    if (run) stages[stage] = run.status === 'running' ? { status: cut, startedAt: run.startedAt, ms: Math.max(0, event.time - run.startedAt) } : run;
   }
   const end: IterationEnd = {
     result: event.result,
@@ -226,20 +228,18 @@ export function reduce(state: DashboardState, action: DashboardAction): Dashboar
     case 'stage.start':
       if (!service || number === undefined) return state;
       return updateService(state, service, (s) =>
-        updateIteration({ ...s, ...(event.importPath ? { importPath: event.importPath } : {}) }, number, event.time, (it) =>
-          // A stage the target reports inside the loop's own (deploy) is one stage: keep the first.
-          it.stages[event.stage] ? it : { ...it, stages: { ...it.stages, [event.stage]: { status: 'running', startedAt: event.time } } },
-        ),
+        updateIteration({ ...s, ...(event.importPath ? { importPath: event.importPath } : {}) }, number, event.time, (it) => ({
+          ...it,
+          stages: { ...it.stages, [event.stage]: { status: 'running', startedAt: event.time } },
+        })),
       );
     case 'stage.end':
       if (!service || number === undefined) return state;
       return updateService(state, service, (s) =>
         updateIteration(s, number, event.time, (it) => {
-          const run = it.stages[event.stage];
-          // The first end is the inner (the target's) one, which excludes `ready`; later ones are the wrapper's.
-          if (run && run.status !== 'running') return it;
-          const startedAt = run?.startedAt ?? event.time - event.ms;
-          return { ...it, stages: { ...it.stages, [event.stage]: { status: event.ok ? 'ok' : 'failed', startedAt, ms: event.ms } } };
+          const startedAt = it.stages[event.stage]?.startedAt ?? event.time - event.ms;
+          const status: StageStatus = event.ok ? 'ok' : event.cancelled ? 'cancelled' : 'failed';
+          return { ...it, stages: { ...it.stages, [event.stage]: { status, startedAt, ms: event.ms } } };
         }),
       );
     case 'iteration.end':

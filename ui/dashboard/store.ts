@@ -33,11 +33,6 @@ export interface StoreOptions {
   /** Time between snapshots when nothing runs (time-ago texts). */
   idleIntervalMs?: number;
   clock?: () => number;
-  /**
-   * Applied to each event when it is folded, off the emit path (the CLI scrubs secrets here). An
-   * event it returns undefined for is dropped.
-   */
-  prepare?: (event: TskoEvent) => TskoEvent | undefined;
 }
 
 export function createDashboardStore(source: EventSource, options: StoreOptions = {}): DashboardStore {
@@ -70,10 +65,7 @@ export function createDashboardStore(source: EventSource, options: StoreOptions 
     const batch = queue;
     queue = [];
     let state = snapshot.state;
-    for (const action of batch) {
-      const ready = options.prepare && action.type !== 'dashboard.clear-history' ? options.prepare(action) : action;
-      if (ready) state = reduce(state, ready);
-    }
+    for (const action of batch) state = reduce(state, action);
     snapshot = { state, now: clock(), frame: snapshot.frame + 1 };
     for (const listener of listeners) listener();
     schedule(isRunning(state) ? intervalMs : idleIntervalMs);

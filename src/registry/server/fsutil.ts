@@ -2,22 +2,11 @@
 // its bytes were fsynced, and the directory is fsynced after the rename so the new name survives
 // a power cut as well as a kill -9.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { fsyncDir, writeFileAtomic as writeAtomic } from '../../atomic-file.js';
 
-/** Make the rename of a child of `dir` durable. Some filesystems refuse fsync on a directory; that is not an error here. */
-export async function fsyncDir(dir: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(dir, 'r');
-    await handle.sync();
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code !== 'EISDIR' && code !== 'EINVAL' && code !== 'EPERM' && code !== 'EBADF') throw err;
-  } finally {
-    await handle?.close();
-  }
-}
+export { fsyncDir };
 
 export async function fsyncFile(path: string): Promise<void> {
   const handle = await open(path, 'r+');
@@ -33,27 +22,9 @@ export function tempPath(tmpDir: string, label: string): string {
   return join(tmpDir, `${label}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
-/** Write `data` to `target` atomically: temp file, fsync, rename, fsync of the target's directory. */
-export async function writeFileAtomic(tmpDir: string, target: string, data: string | Uint8Array): Promise<void> {
-  const tmp = tempPath(tmpDir, 'w');
-  const handle = await open(tmp, 'wx');
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await handle.close();
-  try {
-    await mkdir(dirname(target), { recursive: true });
-    await rename(tmp, target);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await fsyncDir(dirname(target));
+/** Write `data` to `target` atomically and durably, its temp file in the store's `tmpDir`. */
+export function writeFileAtomic(tmpDir: string, target: string, data: string | Uint8Array): Promise<void> {
+  return writeAtomic(target, data, { durable: true, tmpDir });
 }
 
 /** Move an already-fsynced file into place and make the new name durable. */

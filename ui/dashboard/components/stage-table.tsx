@@ -47,6 +47,7 @@ function currentCell(it: Iteration | undefined, column: Column, now: number, spi
   const run = it.stages[column as Stage];
   if (!run) return { tone: 'dim', text: it.end ? '–' : '·' };
   if (run.status === 'running') return { mark: spinner, tone: 'run', text: shortMs(Math.max(0, now - run.startedAt)) };
+  if (run.status === 'cancelled') return { mark: '↻', tone: 'warn', text: shortMs(run.ms ?? 0) };
   return { mark: run.status === 'ok' ? '✓' : '✗', tone: run.status === 'ok' ? 'ok' : 'fail', text: shortMs(run.ms ?? 0) };
 }
 

@@ -1,0 +1,179 @@
+// The go builder (ko's gobuild): implements Builder. It finds the package, picks its build config
+// and base, runs `go build` to a stable output path (so a warm build lets Go skip relinking), and
+// appends the kodata and binary layers; an unchanged binary (same Go build ID) is not re-tarred.
+import { stat } from 'node:fs/promises';
+import { isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { TskoError } from '../errors.js';
+import type { ResolvedBuild, ResolvedConfig } from '../config/resolve.js';
+import { goBuild } from '../go/build.js';
+import { listMainPackage, listPackage } from '../go/list.js';
+import { formatPlatform } from '../go/platform.js';
+import { appendAppLayers, createdFromEpoch } from '../image/assemble.js';
+import { familyOf, MEDIA_TYPES, OCI_LAYER } from '../image/media-types.js';
+import type { LayerCompression } from '../image/layer-writer.js';
+import type { Layer, Platform } from '../image/types.js';
+import { readGoBuildId } from '../go/buildid.js';
+import { binaryLayer, kodataLayer } from './app-layers.js';
+import { stage } from '../stage.js';
+import type { BaseResolver } from './base.js';
+import { isLocalPath, type Builder, type BuildContext, type BuiltImage, type ImageOptions, type ResolvedTarget } from './builder.js';
+import { appNameOf } from './naming.js';
+
+export interface GoBuilderOptions {
+  config: ResolvedConfig;
+  bases: BaseResolver;
+  image?: ImageOptions;
+}
+
+export class GoBuilder implements Builder {
+  private readonly config: ResolvedConfig;
+  private readonly bases: BaseResolver;
+  private readonly imageOptions: ImageOptions;
+  private buildImportPaths: Promise<Map<string, ResolvedBuild>> | undefined;
+  /** The last binary layer per output path, keyed by build ID: an unchanged binary is not re-tarred. */
+  private readonly binaryLayers = new Map<string, { buildId: string; mediaType: string; layer: Layer }>();
+
+  constructor(options: GoBuilderOptions) {
+    this.config = options.config;
+    this.bases = options.bases;
+    this.imageOptions = options.image ?? {};
+  }
+
+  async resolve(target: string, signal?: AbortSignal): Promise<ResolvedTarget> {
+    const spec = target.startsWith('ko://') ? target.slice('ko://'.length).trim() : target;
+    const local = isLocalPath(spec);
+    // A ./dir is listed from inside itself so its own go.mod is found, wherever tsko runs from.
+    const cwd = local ? resolvePath(this.config.cwd, spec) : this.config.cwd;
+    // go runs inside the directory, so a missing one would surface as "go not found" (ENOENT).
+    if (local && !(await stat(cwd).then((s) => s.isDirectory(), () => false))) {
+      throw new TskoError('GO_LIST', `cannot load package "${spec}": ${cwd} is not a directory`, { hint: 'check the path; ./dirs are relative to where tsko runs' });
+    }
+    const pkg = await listMainPackage(local ? '.' : spec, this.goRun(cwd, signal)).catch((err: unknown) => {
+      if (err instanceof TskoError && local && err.code === 'GO_LIST') {
+        throw new TskoError('GO_LIST', err.message.replace('"."', `"${spec}"`), { hint: err.hint, detail: err.detail });
+      }
+      throw err;
+    });
+    const build = (await this.buildConfigs(signal)).get(pkg.importPath);
+    return { pkg, cwd: build?.dir ?? (local ? cwd : this.config.cwd), build };
+  }
+
+  async build(target: ResolvedTarget, platform: Platform, { events, signal }: BuildContext): Promise<BuiltImage> {
+    const { pkg } = target;
+    const importPath = pkg.importPath;
+    const appName = appNameOf(importPath);
+    const baseName = baseImageFor(this.config, importPath);
+    const fields = { importPath, platform: formatPlatform(platform) };
+
+    // The base and the compile are independent: overlap them.
+    const basePromise = this.bases.resolve(baseName, platform, signal);
+    basePromise.catch(() => undefined);
+
+    const output = join(this.config.cacheDir, 'bin', importPath, fields.platform.replaceAll('/', '-'), appName);
+    const buildMs = await stage(
+      events,
+      'build',
+      async () => {
+        const started = performance.now();
+        await goBuild({
+          goBinary: this.config.goBinary,
+          importPath,
+          cwd: target.cwd,
+          platform,
+          baseEnv: { ...this.config.env },
+          env: target.build?.env ?? [...this.config.defaultEnv],
+          flags: [...(target.build?.flags ?? this.config.defaultFlags), ...(this.imageOptions.extraGoFlags ?? [])],
+          ldflags: this.imageOptions.ldflags ?? target.build?.ldflags ?? [...this.config.defaultLdflags],
+          output,
+          ...(signal ? { signal } : {}),
+        });
+        return performance.now() - started;
+      },
+      fields,
+      signal,
+    );
+    events.emit({ type: 'go.build', importPath, platform: fields.platform, output, ms: buildMs });
+
+    return stage(
+      events,
+      'layer',
+      async () => {
+        const started = performance.now();
+        const base = await basePromise;
+        events.emit({ type: 'base.resolved', importPath, base: base.name, digest: base.digest, cached: false });
+        const family = familyOf(base.manifestMediaType);
+        const compression: LayerCompression = family === 'oci' && this.imageOptions.layerCompression === 'none' ? 'none' : 'gzip';
+        const layerType = compression === 'none' ? OCI_LAYER : MEDIA_TYPES[family].layer;
+        const kodataSeconds = epochSeconds(this.config.kodataDateEpoch, 'KO_DATA_DATE_EPOCH');
+        const buildId = await readGoBuildId(output).catch(() => undefined);
+        const [kodata, binary] = await Promise.all([
+          kodataLayer(pkg.dir, layerType, kodataSeconds, compression),
+          this.binaryLayerFor(output, appName, layerType, buildId, compression),
+        ]);
+        const image = appendAppLayers(base, {
+          importPath,
+          appName,
+          platform,
+          kodataLayer: kodata,
+          binaryLayer: binary,
+          created: this.created(),
+          ...(this.imageOptions.user !== undefined ? { user: this.imageOptions.user } : {}),
+          ...(this.imageOptions.labels ? { labels: this.imageOptions.labels } : {}),
+          ...(this.imageOptions.annotations ? { annotations: this.imageOptions.annotations } : {}),
+        });
+        events.emit({ type: 'layer.built', importPath, digest: binary.digest, diffId: binary.diffId, size: binary.size, ms: performance.now() - started });
+        return { importPath, appName, platform, image, base, binaryPath: output, buildId };
+      },
+      fields,
+      signal,
+    );
+  }
+
+  private created(): string {
+    try {
+      return createdFromEpoch(this.config.sourceDateEpoch);
+    } catch (err) {
+      throw new TskoError('CONFIG_INVALID', (err as Error).message);
+    }
+  }
+
+  private async binaryLayerFor(output: string, appName: string, mediaType: string, buildId: string | undefined, compression: LayerCompression): Promise<Layer> {
+    const cached = this.binaryLayers.get(output);
+    if (buildId && cached && cached.buildId === buildId && cached.mediaType === mediaType) return cached.layer;
+    const layer = await binaryLayer(output, appName, mediaType, compression);
+    if (buildId) this.binaryLayers.set(output, { buildId, mediaType, layer });
+    return layer;
+  }
+
+  private goRun(cwd: string, signal?: AbortSignal) {
+    return { goBinary: this.config.goBinary, cwd, env: { ...this.config.env }, ...(signal ? { signal } : {}) };
+  }
+
+  /** The import path each config `builds` entry names (ko matches builds by import path). */
+  private buildConfigs(signal?: AbortSignal): Promise<Map<string, ResolvedBuild>> {
+    this.buildImportPaths ??= (async () => {
+      const map = new Map<string, ResolvedBuild>();
+      for (const build of this.config.builds) {
+        const main = isLocalPath(build.main) || isAbsolute(build.main) ? build.main : `./${build.main}`;
+        const pkg = await listPackage(main, this.goRun(build.dir, signal)).catch((err: unknown) => {
+          throw new TskoError('CONFIG_INVALID', `builds entry ${build.id ?? build.main}: ${(err as Error).message}`);
+        });
+        map.set(pkg.importPath, build);
+      }
+      return map;
+    })();
+    return this.buildImportPaths;
+  }
+}
+
+/** The base an import path builds on: its override (matched lower-cased, as ko), else the default. */
+export function baseImageFor(config: Pick<ResolvedConfig, 'baseImageOverrides' | 'defaultBaseImage'>, importPath: string): string {
+  return config.baseImageOverrides.get(importPath.toLowerCase()) ?? config.defaultBaseImage;
+}
+
+function epochSeconds(value: string | undefined, name: string): number {
+  if (value === undefined || value === '') return 0;
+  const seconds = Number(value);
+  if (!Number.isInteger(seconds) || seconds < 0) throw new TskoError('CONFIG_INVALID', `${name} must be a whole number of seconds, got "${value}"`);
+  return seconds;
+}

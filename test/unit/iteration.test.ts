@@ -1,0 +1,182 @@
+// The iteration runner with the fixed Builder and Publisher and a scripted target: every stage's
+// stage.end says what really happened (ok only when it succeeded, cancelled when it was stopped),
+// deploy and ready never overlap, a failed stage ends the iteration with the matching result, and
+// what the JSON reporter prints and the dashboard shows follow from those events.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Rollout, Target } from '../../src/deploy/target.js';
+import { runIteration, type IterationRequest } from '../../src/dev/iteration.js';
+import { TskoError } from '../../src/errors.js';
+import { createEventBus, type EventOf, type TskoEvent } from '../../src/events.js';
+import { fixedBuilder, fixedImage, fixedPublisher, fixedTarget, type FixedBuild } from '../../src/publish/fixed.js';
+import { buildForPlatforms } from '../../src/publish/platforms.js';
+import { stagePushes } from '../../src/publish/publish-decorators.js';
+import type { Publisher } from '../../src/publish/publisher.js';
+import { createJsonReporter } from '../../ui/json.js';
+import { reduceAll } from '../../ui/dashboard/state.js';
+
+const PLATFORM = { os: 'linux', architecture: 'amd64' };
+const APP = 'example.com/app';
+
+type Failing = 'deploy' | 'ready' | undefined;
+
+/** A target whose deploy or ready fails on request; it records the calls. */
+function scriptedTarget(fail: () => Failing): Target & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    kind: 'local',
+    calls,
+    async deploy(request): Promise<Rollout> {
+      calls.push(`deploy ${request.iteration}`);
+      if (fail() === 'deploy') throw new TskoError('DEPLOY', 'the target refused the image');
+      return {
+        async ready() {
+          calls.push(`ready ${request.iteration}`);
+          if (fail() === 'ready') throw new TskoError('DEPLOY', 'the revision never answered', { hint: 'the previous one keeps serving' });
+          return { revision: `app-0000${request.iteration}`, url: 'http://127.0.0.1:1' };
+        },
+      };
+    },
+    close: async () => undefined,
+  };
+}
+
+interface Run {
+  events: TskoEvent[];
+  json: string[];
+  request: IterationRequest;
+}
+
+function setup(options: { build: FixedBuild; publisher?: Publisher; failing?: Failing; signal?: AbortSignal }): Run {
+  const bus = createEventBus();
+  const events: TskoEvent[] = [];
+  const json: string[] = [];
+  bus.subscribe((e) => events.push(e));
+  bus.subscribe(createJsonReporter((line) => json.push(line)));
+  const builder = fixedBuilder(new Map([[APP, options.build]]));
+  const publisher = stagePushes(options.publisher ?? fixedPublisher('registry.test/team'));
+  const request: IterationRequest = {
+    service: 'app',
+    iteration: 1,
+    trigger: ['main.go'],
+    since: performance.now(),
+    target: fixedTarget(APP),
+    pipeline: { build: (target, context) => buildForPlatforms(builder, target, [PLATFORM], context), publisher, invalidate: () => undefined },
+    deployTo: scriptedTarget(() => options.failing),
+    events: bus,
+    signal: options.signal ?? new AbortController().signal,
+  };
+  return { events, json, request };
+}
+
+const ends = (events: TskoEvent[]) => events.filter((e): e is EventOf<'stage.end'> => e.type === 'stage.end').map((e) => `${e.stage}:${e.ok ? 'ok' : e.cancelled ? 'cancelled' : 'failed'}`);
+const starts = (events: TskoEvent[]) => events.filter((e): e is EventOf<'stage.start'> => e.type === 'stage.start').map((e) => e.stage);
+const endOf = (events: TskoEvent[]) => events.find((e): e is EventOf<'iteration.end'> => e.type === 'iteration.end');
+
+describe('the iteration runner', () => {
+  it('runs trigger, build, layer, push, deploy and ready in turn, each ok, and ends deployed', async () => {
+    const image = await fixedImage(APP, 'v1');
+    const run = setup({ build: image });
+    const outcome = await runIteration(run.request);
+    assert.equal(outcome.result, 'deployed');
+    assert.deepEqual(starts(run.events), ['trigger', 'build', 'layer', 'push', 'deploy', 'ready']);
+    assert.deepEqual(ends(run.events), ['trigger:ok', 'build:ok', 'layer:ok', 'push:ok', 'deploy:ok', 'ready:ok']);
+    // Stages follow each other: each one starts after the one before it ended.
+    const stageEvents = run.events.filter((e) => e.type === 'stage.start' || e.type === 'stage.end').map((e) => e.type);
+    assert.deepEqual(stageEvents, Array.from({ length: 6 }, () => ['stage.start', 'stage.end']).flat());
+    const end = endOf(run.events);
+    assert.equal(end?.result, 'deployed');
+    assert.equal(end?.revision, 'app-00001');
+    assert.equal(end?.reference, `registry.test/team/app@${image.image.manifestDigest}`);
+    assert.ok(run.events.every((e) => e.service === 'app' && e.iteration === 1), 'every event names its service and iteration');
+    assert.ok(outcome.identity, 'the identity of what now serves');
+  });
+
+  const failures: Array<{ stage: string; result: string; setup: () => Promise<Parameters<typeof setup>[0]>; after: string[] }> = [
+    {
+      stage: 'build',
+      result: 'build-failed',
+      setup: async () => ({
+        build: new TskoError('GO_BUILD', 'go build failed for example.com/app (linux/amd64): ./main.go:3:2: undefined: x', {
+          diagnostics: [{ file: 'main.go', line: 3, column: 2, message: 'undefined: x' }],
+        }),
+      }),
+      after: [],
+    },
+    {
+      stage: 'push',
+      result: 'push-failed',
+      setup: async () => ({ build: await fixedImage(APP, 'v1'), publisher: fixedPublisher('registry.test', new TskoError('REGISTRY_AUTH', 'registry.test denied the push')) }),
+      after: [],
+    },
+    { stage: 'deploy', result: 'deploy-failed', setup: async () => ({ build: await fixedImage(APP, 'v1'), failing: 'deploy' }), after: [] },
+    { stage: 'ready', result: 'deploy-failed', setup: async () => ({ build: await fixedImage(APP, 'v1'), failing: 'ready' }), after: [] },
+  ];
+  for (const failure of failures) {
+    it(`reports a failed ${failure.stage} as ok:false on that stage, ends ${failure.result}, and runs nothing after it`, async () => {
+      const run = setup(await failure.setup());
+      const outcome = await runIteration(run.request);
+      assert.equal(outcome.result, failure.result);
+      const all = ['trigger', 'build', 'layer', 'push', 'deploy', 'ready'];
+      const upTo = all.slice(0, all.indexOf(failure.stage));
+      assert.deepEqual(ends(run.events), [...upTo.map((s) => `${s}:ok`), `${failure.stage}:failed`]);
+      assert.ok(outcome.error, 'the error travels with the result');
+      assert.equal(endOf(run.events)?.error?.message, outcome.error?.message);
+
+      // --json prints the same verdict on that stage.
+      const printed = run.json.map((line) => JSON.parse(line) as TskoEvent).find((e) => e.type === 'stage.end' && e.stage === failure.stage);
+      assert.equal(printed?.type === 'stage.end' && printed.ok, false);
+      // The dashboard marks that stage failed (✗), the ones before it ok, and takes no timing from the iteration.
+      const service = reduceAll(run.events).services[0];
+      const stages = service?.lastEnded?.stages ?? {};
+      assert.equal(stages[failure.stage as keyof typeof stages]?.status, 'failed');
+      for (const before of upTo) assert.equal(stages[before as keyof typeof stages]?.status, 'ok', before);
+      assert.equal(service?.cold, undefined, 'a failed iteration is not the cold sample');
+      assert.deepEqual(service?.warm, []);
+    });
+  }
+
+  it('carries the compiler diagnostics parsed on the error', async () => {
+    const run = setup(await failures[0]!.setup());
+    const outcome = await runIteration(run.request);
+    assert.deepEqual(outcome.error?.diagnostics, [{ file: 'main.go', line: 3, column: 2, message: 'undefined: x' }]);
+  });
+
+  it('ends cancelled, with the running stage cancelled (not failed), when its signal aborts', async () => {
+    const controller = new AbortController();
+    const image = await fixedImage(APP, 'v1');
+    const run = setup({
+      signal: controller.signal,
+      // A build that runs until the iteration is superseded.
+      build: () =>
+        new Promise((_resolve, reject) => {
+          controller.signal.addEventListener('abort', () => reject(new TskoError('ABORTED', 'superseded by a newer save')), { once: true });
+          setImmediate(() => controller.abort(new TskoError('ABORTED', 'superseded by a newer save')));
+        }).then(() => image),
+    });
+    const outcome = await runIteration(run.request);
+    assert.equal(outcome.result, 'cancelled');
+    assert.equal(outcome.error, undefined, 'a cancelled iteration is no failure');
+    assert.deepEqual(ends(run.events), ['trigger:ok', 'build:cancelled']);
+    assert.equal(reduceAll(run.events).services[0]?.lastEnded?.stages.build?.status, 'cancelled');
+  });
+
+  it('ends unchanged without pushing or deploying when the program is the one serving', async () => {
+    const image = await fixedImage(APP, 'v1');
+    const first = setup({ build: image });
+    const deployed = await runIteration(first.request);
+    const again = setup({ build: image });
+    const outcome = await runIteration({ ...again.request, serving: deployed.identity });
+    assert.equal(outcome.result, 'unchanged');
+    assert.deepEqual(starts(again.events), ['trigger', 'build', 'layer']);
+    const other = setup({ build: await fixedImage(APP, 'v2') });
+    assert.equal((await runIteration({ ...other.request, serving: deployed.identity })).result, 'deployed', 'another program deploys');
+  });
+
+  it('has no trigger stage when nothing triggered it (tsko deploy)', async () => {
+    const run = setup({ build: await fixedImage(APP, 'v1') });
+    const { since: _since, ...once } = run.request;
+    await runIteration({ ...once, trigger: ['deploy'] });
+    assert.deepEqual(starts(run.events), ['build', 'layer', 'push', 'deploy', 'ready']);
+  });
+});
