@@ -7,31 +7,12 @@ import { syncBuiltinESMExports } from 'node:module';
 import { afterEach, describe, it, mock } from 'node:test';
 import { MockAgent } from 'undici';
 import { TskoError } from '../../src/errors.js';
-import { type TskoEvent, createEventBus } from '../../src/events.js';
 import type { Credentials } from '../../src/registry/auth.js';
 import { createDispatch, warningText } from '../../src/registry/dispatch.js';
 import { RegistryError, discard, httpError } from '../../src/registry/http.js';
-import { type Transport, type TransportOptions, createTransport, exhausted, retryVerdict } from '../../src/registry/transport.js';
-import { type ScriptedServer, startScriptedServer } from '../support/scripted-server.js';
-
-type TestContext = { after(fn: () => unknown): void };
-
-const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-
-function transportFor(t: TestContext, options: TransportOptions = {}): { transport: Transport; events: TskoEvent[] } {
-  const bus = createEventBus();
-  const events: TskoEvent[] = [];
-  bus.subscribe((e) => events.push(e));
-  const transport = createTransport({ events: bus, retry: { baseDelayMs: 1 }, ...options });
-  t.after(() => transport.close());
-  return { transport, events };
-}
-
-async function serve(t: TestContext, handler?: Parameters<typeof startScriptedServer>[0]): Promise<ScriptedServer> {
-  const server = await startScriptedServer(handler);
-  t.after(() => server.close());
-  return server;
-}
+import { type Transport, exhausted, retryVerdict } from '../../src/registry/transport.js';
+import type { ScriptedHandler, ScriptedServer } from '../support/scripted-server.js';
+import { type TestContext, basic, rejection, retryEvents, seen, serve, transportFor } from '../support/transport-fixture.js';
 
 /** One GET through the transport; the status, with the body drained. */
 async function get(transport: Transport, registry: string, target: string | URL, scopes: string[] = [], operation = 'GET x'): Promise<number> {
@@ -39,18 +20,6 @@ async function get(transport: Transport, registry: string, target: string | URL,
   await discard(res);
   return res.status;
 }
-
-async function rejection(promise: Promise<unknown>): Promise<TskoError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof TskoError, `expected a TskoError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
-}
-
-const seen = (server: ScriptedServer): string[] => server.requests.map((r) => `${r.method} ${r.url} ${r.headers.authorization ?? '-'}`);
 
 describe('Basic auth', () => {
   /** Anonymous /v2/, everything else behind Basic u:pw. */
@@ -286,7 +255,7 @@ describe('retries', () => {
       return 'ok';
     });
 
-  const scripted = (steps: Array<number | 'drop'>): Parameters<typeof startScriptedServer>[0] => {
+  const scripted = (steps: Array<number | 'drop'>): ScriptedHandler => {
     let i = 0;
     return (req, res, raw) => {
       if (req.url === '/v2/') return void res.writeHead(200).end();
@@ -300,7 +269,7 @@ describe('retries', () => {
     const server = await serve(t, scripted([503, 429, 'drop', 200]));
     const { transport, events } = transportFor(t);
     assert.equal(await getOk(transport, server.host), 'ok');
-    const retries = events.filter((e) => e.type === 'retry');
+    const retries = retryEvents(events);
     assert.deepEqual(retries.map((e) => [e.operation, e.attempt]), [['GET x', 1], ['GET x', 2], ['GET x', 3]]);
     assert.deepEqual(retries.slice(0, 2).map((e) => e.cause), ['503', '429']);
     assert.match(retries[2]!.cause, /ECONNRESET|UND_ERR_SOCKET|EPIPE/);
@@ -311,7 +280,7 @@ describe('retries', () => {
     const { transport, events } = transportFor(t);
     const err = await rejection(getOk(transport, server.host));
     assert.equal(err.message, `GET x failed: ${server.host} answered 400`);
-    assert.equal(events.filter((e) => e.type === 'retry').length, 0);
+    assert.equal(retryEvents(events).length, 0);
   });
 
   it('gives up after the last try, says how often it tried, and no enclosing retry tries again', async (t) => {
