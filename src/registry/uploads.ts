@@ -26,19 +26,21 @@ export function location(res: Response, operation: string): URL {
   return new URL(loc, res.url);
 }
 
-export async function startUpload({ transport, target, scopes, operation, signal }: UploadContext): Promise<URL> {
-  const res = await transport.send({
-    registry: target.registry,
-    method: 'POST',
-    target: `/v2/${target.repository}/blobs/uploads/`,
-    headers: { 'content-length': '0' },
-    scopes,
-    operation,
-    signal,
-  });
-  if (res.status !== 202) throw await httpError(res, operation, target.registry);
+/** One request of the upload session, with what every request of the upload shares. */
+function sendInSession(ctx: UploadContext, method: 'POST' | 'PATCH' | 'PUT', target: string | URL, headers: Record<string, string>, body?: BodyFactory): Promise<Response> {
+  const { transport, scopes, operation, signal } = ctx;
+  return transport.send({ registry: ctx.target.registry, method, target, headers, ...(body !== undefined ? { body } : {}), scopes, operation, signal });
+}
+
+/** A 202 that says where the session continues. */
+async function accepted(ctx: UploadContext, res: Response): Promise<URL> {
+  if (res.status !== 202) throw await httpError(res, ctx.operation, ctx.target.registry);
   await discard(res);
-  return location(res, operation);
+  return location(res, ctx.operation);
+}
+
+export async function startUpload(ctx: UploadContext): Promise<URL> {
+  return accepted(ctx, await sendInSession(ctx, 'POST', `/v2/${ctx.target.repository}/blobs/uploads/`, { 'content-length': '0' }));
 }
 
 /** Checks the answer to the closing PUT, including the digest the registry says it stored. */
@@ -75,18 +77,8 @@ function startUploadRetrying(ctx: UploadContext): Promise<URL> {
 
 /** The closing PUT: the session's Location plus `?digest=`. */
 async function closeUpload(ctx: UploadContext, session: URL, digest: string, headers: Record<string, string>, body?: BodyFactory): Promise<void> {
-  const { transport, target, scopes, operation, signal } = ctx;
-  const res = await transport.send({
-    registry: target.registry,
-    method: 'PUT',
-    target: appendQuery(session, 'digest', digest),
-    headers,
-    ...(body !== undefined ? { body } : {}),
-    scopes,
-    operation,
-    signal,
-  });
-  await finishUpload(res, digest, operation, target.registry);
+  const res = await sendInSession(ctx, 'PUT', appendQuery(session, 'digest', digest), headers, body);
+  await finishUpload(res, digest, ctx.operation, ctx.target.registry);
 }
 
 /**
@@ -103,24 +95,12 @@ export async function uploadBlob(transport: RegistryTransport, target: Repositor
 
 /** Sends one PATCH of a chunked upload; returns where the session continues. */
 async function sendChunk(ctx: UploadContext, session: URL, chunk: Buffer, start: number): Promise<URL> {
-  const { transport, target, scopes, operation, signal } = ctx;
-  const res = await transport.send({
-    registry: target.registry,
-    method: 'PATCH',
-    target: session,
-    headers: {
-      'content-type': 'application/octet-stream',
-      'content-length': String(chunk.length),
-      'content-range': `${start}-${start + chunk.length - 1}`,
-    },
-    body: () => chunk,
-    scopes,
-    operation,
-    signal,
-  });
-  if (res.status !== 202) throw await httpError(res, operation, target.registry);
-  await discard(res);
-  return location(res, operation);
+  const headers = {
+    'content-type': 'application/octet-stream',
+    'content-length': String(chunk.length),
+    'content-range': `${start}-${start + chunk.length - 1}`,
+  };
+  return accepted(ctx, await sendInSession(ctx, 'PATCH', session, headers, () => chunk));
 }
 
 export async function uploadBlobChunked(transport: RegistryTransport, target: Repository, digest: string, data: Buffer, chunkSize: number, signal?: AbortSignal): Promise<void> {

@@ -1,4 +1,4 @@
-// What the registry client's unit tests share: a transport with fast retries that records its
+// What the registry client's tests share: a transport with fast retries that records its
 // events, a scripted server closed with the test, and the rejection a call ended in.
 import assert from 'node:assert/strict';
 import { TskoError } from '../../src/errors.js';

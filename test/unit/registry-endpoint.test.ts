@@ -10,12 +10,12 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MockAgent } from 'undici';
-import { TskoError } from '../../src/errors.js';
 import type { Challenge } from '../../src/registry/auth.js';
 import { createDispatch } from '../../src/registry/dispatch.js';
 import { Agents, Endpoints, type EndpointsOptions, isInsecureRegistry } from '../../src/registry/endpoint.js';
 import { startScriptedServer } from '../support/scripted-server.js';
 import { makeTempDir } from '../support/tmp.js';
+import { rejection } from '../support/transport-fixture.js';
 
 function endpointsOver(pools: EndpointsOptions['pools'], extra: Partial<EndpointsOptions> = {}): { endpoints: Endpoints; challenges: Array<[string, Challenge]> } {
   const challenges: Array<[string, Challenge]> = [];
@@ -35,16 +35,6 @@ function mockPools(): { agent: MockAgent; pools: EndpointsOptions['pools'] } {
 }
 
 const socketError = (code: string): Error => Object.assign(new Error(`injected ${code}`), { code });
-
-async function rejection(promise: Promise<unknown>): Promise<TskoError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof TskoError, `expected a TskoError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
-}
 
 describe('isInsecureRegistry', () => {
   it('matches true, or a listed host:port ignoring case and spaces', () => {
