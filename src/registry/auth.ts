@@ -88,6 +88,12 @@ export function parseWwwAuthenticate(header: string): Challenge[] {
   return challenges;
 }
 
+/** The challenge to answer among a response's WWW-Authenticate values: Bearer over Basic, nothing else. */
+export function preferredChallenge(values: readonly string[]): Challenge | undefined {
+  const challenges = values.flatMap(parseWwwAuthenticate);
+  return challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
+}
+
 export function basicAuthorization(creds: Credentials): string {
   return `Basic ${Buffer.from(`${creds.username}:${creds.password}`, 'utf8').toString('base64')}`;
 }

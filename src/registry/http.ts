@@ -1,9 +1,11 @@
 // HTTP plumbing under the registry client: the response shape, error classification (which
-// failures a retry may cure, which are TLS trust problems), bounded body reads, the registry's
-// error JSON, and URL helpers that keep a Location's own query intact.
+// failures a retry may cure, which are TLS trust problems) and the errors built from it, bounded
+// body reads, the registry's error JSON, and URL helpers that keep a Location's own query intact.
 import { createHash } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { TskoError } from '../errors.js';
+import { redact } from '../redact.js';
+import { parseRetryAfter } from './retry.js';
 
 export interface Response {
   status: number;
@@ -120,6 +122,15 @@ export async function readLimited(body: Response['body'], limit: number): Promis
   return Buffer.concat(chunks);
 }
 
+/** A body read of at most `limit` bytes whose failure is reported like any network failure. */
+export async function readBody(res: Response, limit: number, operation: string, registry: string, signal: AbortSignal | undefined): Promise<Buffer> {
+  try {
+    return await readLimited(res.body, limit);
+  } catch (err) {
+    throw networkError(err, operation, registry, signal);
+  }
+}
+
 export async function discard(res: Response): Promise<void> {
   try {
     await res.body.dump({ limit: MAX_ERROR_BODY });
@@ -139,6 +150,49 @@ export function registryErrorSummary(bytes: Buffer): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A failed exchange as one error: aborts stay aborts, TLS trust problems say how to fix them, and only transient socket errors may be retried. */
+export function networkError(err: unknown, operation: string, registry: string, signal: AbortSignal | undefined): TskoError {
+  if (err instanceof TskoError) return err;
+  if (isAbort(err, signal)) return new TskoError('ABORTED', 'aborted', { cause: err });
+  const code = errnoCode(err) ?? 'network error';
+  if (TLS_VERIFY_CODES.has(code)) {
+    return new RegistryError('REGISTRY_UNREACHABLE', `TLS verification failed for ${registry} during ${operation} (${code})`, {
+      retryable: false,
+      causeCode: code,
+      cause: err,
+      hint: `trust its CA with registry.caFile in tsko.config.ts or NODE_EXTRA_CA_CERTS=/path/to/ca.pem, or skip verification with --insecure-registry (or registry.insecure: ['${registry}'])`,
+    });
+  }
+  const what = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' ? 'host not found' : code;
+  return new RegistryError('REGISTRY_UNREACHABLE', `cannot reach ${registry} for ${operation}: ${what}`, {
+    retryable: TRANSIENT_NETWORK.has(code),
+    causeCode: code,
+    cause: err,
+  });
+}
+
+/** An answer the operation cannot use, with the registry's own error text (never a 401's) and its Retry-After. */
+export async function httpError(res: Response, operation: string, registry: string): Promise<TskoError> {
+  let summary: string | undefined;
+  if (res.status !== 401) {
+    try {
+      summary = registryErrorSummary(await readLimited(res.body, MAX_ERROR_BODY));
+    } catch {
+      summary = undefined;
+    }
+  } else {
+    await discard(res);
+  }
+  const retryAfter = parseRetryAfter(header(res, 'retry-after'));
+  const message = redact(`${operation} failed: ${registry} answered ${res.status}${summary !== undefined ? ` ${summary}` : ''}`);
+  return new RegistryError('REGISTRY_HTTP', message, {
+    status: res.status,
+    retryable: RETRYABLE_STATUS.has(res.status),
+    causeCode: String(res.status),
+    ...(retryAfter !== undefined ? { retryAfterMs: retryAfter } : {}),
+  });
 }
 
 /** The query for a log line; upload `_state` blobs are long and say nothing to a reader. */

@@ -152,11 +152,5 @@ export function registryHostname(registry: string): string {
   return colon < 0 ? registry : registry.slice(0, colon);
 }
 
-/** localhost, 127.0.0.0/8 and ::1, with or without a port: registries tsko talks plain http to. */
-export function isLoopbackRegistry(registry: string): boolean {
-  const host = registryHostname(registry.trim()).toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
-  if (host === '::1' || host === '0:0:0:0:0:0:0:1') return true;
-  const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
-  return m !== null && m.slice(1).every((n) => Number(n) <= 255);
-}
+/** Registries tsko talks plain http to: the one loopback rule, under the name registry code uses. */
+export { isLoopbackHost as isLoopbackRegistry } from '../net/loopback.js';

@@ -16,17 +16,7 @@ import type { Repository } from '../../src/registry/reference.js';
 import { type DockerRegistry, startDockerRegistry } from '../support/docker-registry.js';
 import { makeTempDir } from '../support/tmp.js';
 import { digestOf, makeImage, pushImage } from '../support/registry-fixtures.js';
-
-async function caught(promise: Promise<unknown>): Promise<TskoError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof TskoError, `expected a TskoError, got ${String(err)}`);
-    assert.ok(!err.message.includes('\n'), 'one line');
-    return err;
-  }
-  assert.fail('expected a rejection');
-}
+import { rejection } from '../support/transport-fixture.js';
 
 function recordingBus(): { bus: EventBus; events: TskoEvent[] } {
   const bus = createEventBus();
@@ -77,7 +67,7 @@ describe('Basic auth against docker-registry htpasswd mode', () => {
     const password = `wrong-${randomBytes(6).toString('hex')}`;
     const client = new RegistryClient({ events: bus, credentials: async () => ({ username: registry.username!, password }) });
     t.after(() => client.close());
-    const err = await caught(client.headManifest({ ...repo, tag: 'v1' }));
+    const err = await rejection(client.headManifest({ ...repo, tag: 'v1' }));
     assert.equal(err.code, 'REGISTRY_AUTH');
     assert.equal(err.message, `authentication failed for ${registry.host} as ${registry.username}`);
     const basic = Buffer.from(`${registry.username}:${password}`).toString('base64');
@@ -87,7 +77,7 @@ describe('Basic auth against docker-registry htpasswd mode', () => {
   it('tells an anonymous caller to log in', async (t) => {
     const client = new RegistryClient({ credentials: async () => undefined });
     t.after(() => client.close());
-    const err = await caught(client.headBlob(repo, digestOf(Buffer.from('x'))));
+    const err = await rejection(client.headBlob(repo, digestOf(Buffer.from('x'))));
     assert.equal(err.code, 'REGISTRY_AUTH');
     assert.match(err.message, new RegExp(`${registry.host.replace(/\./g, '\\.')} requires authentication`));
     assert.match(err.hint ?? '', /tsko login/);
@@ -184,7 +174,7 @@ describe('Bearer token auth against docker-registry token mode', () => {
     const digest = await pushImage(pusher, repo, image, 'public');
     assert.equal((await anonymous.getManifest({ ...repo, tag: 'public' })).digest, digest);
     const data = randomBytes(100);
-    const err = await caught(anonymous.uploadBlob(repo, digestOf(data), data.length, () => data));
+    const err = await rejection(anonymous.uploadBlob(repo, digestOf(data), data.length, () => data));
     assert.equal(err.code, 'REGISTRY_AUTH');
     assert.match(err.message, /denied .*anonymous/);
     assert.match(err.hint ?? '', /tsko login/);
@@ -208,7 +198,7 @@ describe('Bearer token auth against docker-registry token mode', () => {
     const { bus, events } = recordingBus();
     const client = new RegistryClient({ events: bus, credentials: async () => ({ username: registry.username!, password }) });
     t.after(() => client.close());
-    const err = await caught(client.headManifest({ ...repo, tag: 'v1' }));
+    const err = await rejection(client.headManifest({ ...repo, tag: 'v1' }));
     assert.equal(err.code, 'REGISTRY_AUTH');
     assert.equal(err.message, `authentication failed for ${registry.host} as ${registry.username}`);
     assertNoSecrets([...errorTexts(err), ...events.map((e) => JSON.stringify(e))], [password, Buffer.from(`${registry.username}:${password}`).toString('base64')]);
@@ -220,7 +210,7 @@ describe('Bearer token auth against docker-registry token mode', () => {
     await other.tokenServer!.stop();
     const client = new RegistryClient({ credentials: async () => ({ username: other.username!, password: other.password! }), retry: { tries: 1 } });
     t.after(() => client.close());
-    const err = await caught(client.headBlob({ registry: other.host, repository: 'x/y' }, digestOf(Buffer.from('x'))));
+    const err = await rejection(client.headBlob({ registry: other.host, repository: 'x/y' }, digestOf(Buffer.from('x'))));
     assert.equal(err.code, 'REGISTRY_UNREACHABLE');
     assert.match(err.message, /token request to 127\.0\.0\.1:\d+ .*connection refused/);
   });
@@ -242,7 +232,7 @@ describe('TLS with a self-signed certificate', () => {
   it('refuses an untrusted certificate and says how to trust it', async (t) => {
     const client = new RegistryClient({ credentials: async () => ({ username: registry.username!, password: registry.password! }) });
     t.after(() => client.close());
-    const err = await caught(client.headManifest({ ...repo, tag: 'v1' }));
+    const err = await rejection(client.headManifest({ ...repo, tag: 'v1' }));
     assert.equal(err.code, 'REGISTRY_UNREACHABLE');
     assert.match(err.message, /TLS verification failed for 127\.0\.0\.1:\d+/);
     assert.match(err.hint ?? '', /NODE_EXTRA_CA_CERTS/);

@@ -4,25 +4,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { TskoError } from '../../src/errors.js';
 import { createEventBus, type TskoEvent } from '../../src/events.js';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/client.js';
 import type { Repository } from '../../src/registry/reference.js';
 import { type DockerRegistry, startDockerRegistry } from '../support/docker-registry.js';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
 import { digestOf, makeImage, pushImage } from '../support/registry-fixtures.js';
+import { rejection } from '../support/transport-fixture.js';
 
 type RetryEvent = Extract<TskoEvent, { type: 'retry' }>;
-
-async function caught(promise: Promise<unknown>): Promise<TskoError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof TskoError, `expected a TskoError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
-}
 
 describe('RegistryClient retries through a fault proxy', () => {
   let registry: DockerRegistry;
@@ -76,7 +66,7 @@ describe('RegistryClient retries through a fault proxy', () => {
   it('gives up after the last try, naming registry, operation and status', async () => {
     const client = makeClient({ retry: { tries: 3, baseDelayMs: 10 } });
     proxy.script.push({ match: /^GET .*\/manifests\//, fault: { kind: 'status', status: 500 }, times: 10 });
-    const err = await caught(client.getManifest({ ...repo('retry/c'), tag: 'v1' }));
+    const err = await rejection(client.getManifest({ ...repo('retry/c'), tag: 'v1' }));
     assert.equal(err.code, 'REGISTRY_HTTP');
     assert.match(err.message, new RegExp(`GET manifest ${proxy.host}/retry/c:v1 failed: ${proxy.host} answered 500 UNAVAILABLE: injected fault`));
     assert.equal(retries.length, 2);
@@ -85,7 +75,7 @@ describe('RegistryClient retries through a fault proxy', () => {
   it('does not retry a 4xx other than 408/429', async () => {
     const client = makeClient();
     proxy.script.push({ match: /^GET .*\/manifests\//, fault: { kind: 'status', status: 400 } });
-    const err = await caught(client.getManifest({ ...repo('retry/d'), tag: 'v1' }));
+    const err = await rejection(client.getManifest({ ...repo('retry/d'), tag: 'v1' }));
     assert.equal(err.code, 'REGISTRY_HTTP');
     assert.match(err.message, /answered 400/);
     assert.equal(retries.length, 0);
@@ -94,7 +84,7 @@ describe('RegistryClient retries through a fault proxy', () => {
   it('reports a 401 whose WWW-Authenticate cannot be used', async () => {
     const client = makeClient();
     proxy.script.push({ match: /^GET .*\/manifests\//, fault: { kind: 'status', status: 401, headers: { 'www-authenticate': '@@@ not a challenge' } } });
-    const err = await caught(client.getManifest({ ...repo('auth/garbled'), tag: 'v1' }));
+    const err = await rejection(client.getManifest({ ...repo('auth/garbled'), tag: 'v1' }));
     assert.equal(err.code, 'REGISTRY_AUTH');
     assert.match(err.message, /without a usable WWW-Authenticate challenge/);
   });
@@ -150,14 +140,14 @@ describe('RegistryClient retries through a fault proxy', () => {
     const client = makeClient({ retry: { baseDelayMs: 5000, maxElapsedMs: 60_000 } });
     proxy.script.push({ match: /^HEAD /, fault: { kind: 'delay', ms: 5000 } });
     let started = Date.now();
-    let err = await caught(client.headBlob(repo('retry/h'), digestOf(Buffer.from('z')), AbortSignal.timeout(100)));
+    let err = await rejection(client.headBlob(repo('retry/h'), digestOf(Buffer.from('z')), AbortSignal.timeout(100)));
     assert.equal(err.code, 'ABORTED');
     assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
 
     proxy.script.length = 0;
     proxy.script.push({ match: /^HEAD /, fault: { kind: 'status', status: 503 } });
     started = Date.now();
-    err = await caught(client.headBlob(repo('retry/h'), digestOf(Buffer.from('z')), AbortSignal.timeout(200)));
+    err = await rejection(client.headBlob(repo('retry/h'), digestOf(Buffer.from('z')), AbortSignal.timeout(200)));
     assert.equal(err.code, 'ABORTED');
     assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
   });
@@ -169,16 +159,16 @@ describe('RegistryClient retries through a fault proxy', () => {
     for (const blob of [image.layer, image.config]) await client.uploadBlob(r, digestOf(blob), blob.length, () => blob);
     const forged = digestOf(Buffer.from('forged'));
     proxy.script.push({ match: /^PUT .*\/manifests\//, fault: { kind: 'forge-digest', digest: forged } });
-    const err = await caught(client.putManifest({ ...r, tag: 'v1' }, image.manifest, image.mediaType));
+    const err = await rejection(client.putManifest({ ...r, tag: 'v1' }, image.manifest, image.mediaType));
     assert.equal(err.code, 'REGISTRY_DIGEST');
     assert.match(err.message, new RegExp(forged));
 
     // Reading: a forged header over genuine bytes is refused too.
     await client.putManifest({ ...r, tag: 'v2' }, image.manifest, image.mediaType);
     proxy.script.push({ match: /^GET .*\/manifests\//, fault: { kind: 'forge-digest', digest: forged } });
-    assert.equal((await caught(client.getManifest({ ...r, tag: 'v2' }))).code, 'REGISTRY_DIGEST');
+    assert.equal((await rejection(client.getManifest({ ...r, tag: 'v2' }))).code, 'REGISTRY_DIGEST');
     proxy.script.push({ match: /^HEAD .*\/manifests\//, fault: { kind: 'forge-digest', digest: forged } });
-    assert.equal((await caught(client.headManifest({ ...r, digest: digestOf(image.manifest) }))).code, 'REGISTRY_DIGEST');
+    assert.equal((await rejection(client.headManifest({ ...r, digest: digestOf(image.manifest) }))).code, 'REGISTRY_DIGEST');
   });
 });
 

@@ -5,6 +5,9 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { TskoError } from '../../errors.js';
 
+// Only a loopback bind may run without auth; the rule is shared with the client and deploy targets.
+export { isLoopbackHost } from '../../net/loopback.js';
+
 export const DEFAULT_REGISTRY_ADDR = '127.0.0.1:5001';
 
 export interface ListenAddress {
@@ -21,13 +24,6 @@ export function parseListenAddress(addr: string): ListenAddress {
   }
   const host = m[1] ?? (m[2] === '' || m[2] === undefined ? '127.0.0.1' : m[2]);
   return { host, port };
-}
-
-export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  if (isIP(host) === 6) return host === '::1' || host === '0:0:0:0:0:0:0:1' || /^::ffff:127\./i.test(host);
-  return false;
 }
 
 /** `host:port` as a URL authority (brackets around IPv6). */
