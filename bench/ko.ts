@@ -44,7 +44,8 @@ export interface KoRegistry {
 /** `tsko registry serve` on a free loopback port with its own root, the base pushed into it. */
 export async function startKoRegistry(children: Children, tskoBin: string, root: string, platform: Platform): Promise<KoRegistry> {
   const address = `127.0.0.1:${await freePort()}`;
-  children.spawn(process.execPath, [tskoBin, 'registry', 'serve', '--addr', address, '--root', root], { stdin: 'ignore', buffer: false, stdout: 'ignore', stderr: 'ignore' });
+  // Tracked by `children` (stopped with the bench); it runs until then, so it is not awaited.
+  void children.spawn(process.execPath, [tskoBin, 'registry', 'serve', '--addr', address, '--root', root], { stdin: 'ignore', buffer: false, stdout: 'ignore', stderr: 'ignore' });
   await waitForHttp(`http://${address}/v2/`, 30_000);
   const base = await pushBuiltinBase(address, 'base', platform);
   return { address, base };

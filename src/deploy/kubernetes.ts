@@ -266,7 +266,7 @@ async function newReplicaSet(ctx: DeployContext, deployment: Deployment, namespa
 
 /** Manifests mode: resolve ko:// references, server-side apply, wait for the Deployments that run the new image. */
 async function applyManifests(ctx: DeployContext): Promise<Rollout> {
-  const { client, connection, options, request, references } = ctx;
+  const { connection, options, request, references } = ctx;
   const importPath = request.importPath;
   if (!importPath) throw new TskoError('INTERNAL', 'manifests mode needs the import path of the deployed image');
   references.set(importPath, request.reference);

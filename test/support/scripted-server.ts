@@ -27,7 +27,8 @@ export interface ScriptedServer {
 export async function startScriptedServer(handler: ScriptedHandler = (_req, res) => void res.writeHead(404).end()): Promise<ScriptedServer> {
   let current = handler;
   const requests: SeenRequest[] = [];
-  const server = createServer(async (raw, res) => {
+  const server = createServer((raw, res) => void answer(raw, res));
+  const answer = async (raw: IncomingMessage, res: ServerResponse): Promise<void> => {
     const chunks: Buffer[] = [];
     for await (const chunk of raw) chunks.push(chunk as Buffer);
     const seen: SeenRequest = { method: raw.method ?? '', url: raw.url ?? '', headers: raw.headers, body: Buffer.concat(chunks) };
@@ -37,7 +38,7 @@ export async function startScriptedServer(handler: ScriptedHandler = (_req, res)
     } catch (err) {
       res.writeHead(599).end(String(err));
     }
-  });
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
