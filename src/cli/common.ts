@@ -26,12 +26,18 @@ function parseJobs(value: string): number {
   return n;
 }
 
-export function addBuildFlags(command: Command): Command {
+/** Where images go and how they are named: every command that pushes takes these, with ko's names. */
+export function addRepositoryFlags(command: Command): Command {
   return command
-    .option('--config <path>', 'config file (default: tsko.config.ts or .ko.yaml in the working directory)')
+    .option('--config <path>', 'config file (default: tsko.config.ts or .ko.yaml in the working directory or a parent)')
     .option('--bare', 'use KO_DOCKER_REPO as the image name, without a suffix')
     .option('-B, --base-import-paths', "name images KO_DOCKER_REPO/<import path's last element>")
     .option('-P, --preserve-import-paths', 'name images KO_DOCKER_REPO/<full import path>')
+    .option('--insecure-registry', 'talk plain http (or unverified https) to the registry');
+}
+
+export function addBuildFlags(command: Command): Command {
+  return addRepositoryFlags(command)
     .option('-t, --tags <tags>', 'tags to push (repeatable or comma-separated)', collectList)
     .option('--tag-only', 'print name:tag instead of the digest reference (needs exactly one tag, not latest)')
     .addOption(new Option('--push [bool]', 'push images to KO_DOCKER_REPO').argParser(parseBool).default(true))
@@ -41,7 +47,6 @@ export function addBuildFlags(command: Command): Command {
     .option('--image-label <key=value>', 'label on the image config (repeatable)', collect)
     .option('--image-annotation <key=value>', 'annotation on the image manifest (repeatable)', collect)
     .option('--image-user <user>', 'the user the image runs as')
-    .option('--insecure-registry', 'talk plain http (or unverified https) to the registry')
     .option('--platform <platforms>', 'os/arch[/variant], comma-separated or repeated', collectList)
     .addOption(new Option('-j, --jobs <n>', 'concurrent go builds').argParser(parseJobs).default(cpus().length))
     .option('--ldflags <flags>', 'linker flags; override the config (repeatable)', collect)

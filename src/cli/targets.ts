@@ -3,7 +3,7 @@
 import { Option, type Command } from 'commander';
 import type { DevFlags } from '../config/dev-options.js';
 import { TskoError } from '../errors.js';
-import { collect } from './common.js';
+import { addRepositoryFlags, collect } from './common.js';
 
 /** What commander hands `dev` and `deploy` actions. */
 export interface LoopCommandFlags extends Omit<DevFlags, 'targets'> {
@@ -33,15 +33,10 @@ export function portNumber(value: string): number {
 
 /** The flags of `dev` and `deploy` besides the remote targets': config, output, platform, registry, naming. */
 export function addLoopFlags(command: Command, portHelp: string): Command {
-  return command
-    .option('--config <path>', 'config file')
+  return addRepositoryFlags(command)
     .addOption(new Option('--port <n>', portHelp).argParser(portNumber))
     .option('--json', 'print events as JSON lines on stdout')
-    .option('--platform <os/arch>', "platform to build (the local target needs this machine's; remote default: linux/amd64)")
-    .option('--insecure-registry', 'talk plain http to the registry')
-    .option('--bare', 'use KO_DOCKER_REPO as the image name')
-    .option('-B, --base-import-paths', "name images KO_DOCKER_REPO/<import path's last element>")
-    .option('-P, --preserve-import-paths', 'name images KO_DOCKER_REPO/<full import path>');
+    .option('--platform <os/arch>', "platform to build (the local target needs this machine's; remote default: linux/amd64)");
 }
 
 /** The command line's flags split into what config resolution takes: build flags and dev flags. */

@@ -3,6 +3,7 @@
 // else CLOUDSDK_AUTH_ACCESS_TOKEN. The source is said once (an info event), never the token.
 // refresh() drops what is cached, for a token the API rejected as expired.
 import { execFile } from 'node:child_process';
+import { throwIfAborted } from '../abort.js';
 import { TskoError } from '../errors.js';
 import type { EventBus } from '../events.js';
 
@@ -92,7 +93,7 @@ export function createTokenSource(options: GcpTokenOptions): TokenSource {
           }
           return cached.token;
         } catch (err) {
-          if (signal?.aborted) throw new TskoError('ABORTED', 'aborted', { cause: signal.reason });
+          throwIfAborted(signal);
           failures.push(`${source}: ${firstLine(err)}`);
         }
       }

@@ -5,6 +5,7 @@
 // object. A 401 reloads the kubeconfig once (an exec plugin runs again, a rotated token file is
 // read again) before it is reported.
 import { request, type Dispatcher } from 'undici';
+import { throwIfAborted } from '../abort.js';
 import { TskoError } from '../errors.js';
 import { loadClientNode, loadKubeConnection, type KubeConfigOptions, type KubeConnection } from './kube-config.js';
 
@@ -125,7 +126,7 @@ export class KubeClient {
       return { status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') };
     } catch (err) {
       if (err instanceof TskoError) throw err;
-      if (req.signal?.aborted) throw new TskoError('ABORTED', 'aborted', { cause: req.signal.reason });
+      throwIfAborted(req.signal);
       throw unreachable(connection, err);
     }
   }

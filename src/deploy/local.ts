@@ -14,7 +14,8 @@ import type { EventBus } from '../events.js';
 import { FrontProxy } from './front-proxy.js';
 import { Revision } from './revision.js';
 import type { DeployRequest, DeployResult, Rollout, Target } from './target.js';
-import { pruneChains, removeTree, unpackImage, type CloneMode, type UnpackResult } from './unpack.js';
+import { removeTree, type CloneMode } from './tree.js';
+import { pruneChains, unpackImage, type UnpackResult } from './unpack.js';
 
 export interface LocalTargetOptions {
   /** The stable front port (default 8080; 0 picks a free one). */

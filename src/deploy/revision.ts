@@ -9,6 +9,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as delay } from 'node:timers/promises';
+import { throwIfAborted } from '../abort.js';
 import { TskoError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import type { ContainerConfig } from '../image/types.js';
@@ -112,7 +113,7 @@ export class Revision {
     // Refused connections answer in microseconds, so polling often costs little and a revision
     // that listens within a few ms is switched to within a few ms.
     for (let attempt = 0; ; attempt++) {
-      if (signal?.aborted) throw abortError(this.name, signal);
+      throwIfAborted(signal, `deploy of ${this.name} aborted`);
       if (this.exit) throw await this.exitedError();
       const remaining = deadline - performance.now();
       if (remaining <= 0) {
@@ -193,9 +194,6 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return delay(Math.max(0, ms), undefined, { ref: false, ...(signal ? { signal } : {}) }).catch(() => undefined);
 }
 
-function abortError(name: string, signal: AbortSignal): TskoError {
-  return new TskoError('ABORTED', `deploy of ${name} aborted`, { cause: signal.reason });
-}
 
 function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;

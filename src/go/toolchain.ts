@@ -2,6 +2,7 @@
 // "not installed" into a clear error. Every call takes the iteration's AbortSignal, which kills
 // the whole process tree of a `go build` when a newer save supersedes it.
 import { execa, type ResultPromise } from 'execa';
+import { throwIfAborted } from '../abort.js';
 import { TskoError } from '../errors.js';
 
 export interface GoRunOptions {
@@ -40,7 +41,7 @@ export async function runGo(args: string[], options: GoRunOptions): Promise<GoRe
   if (options.signal?.aborted) killGroup();
   options.signal?.addEventListener('abort', killGroup, { once: true });
   const result = await child.finally(() => options.signal?.removeEventListener('abort', killGroup));
-  if (options.signal?.aborted) throw new TskoError('ABORTED', 'aborted', { cause: options.signal.reason });
+  throwIfAborted(options.signal);
   const err = result as unknown as { code?: string; failed: boolean; exitCode?: number };
   if (err.code === 'ENOENT') {
     throw new TskoError('GO_MISSING', `the Go toolchain ("${options.goBinary}") was not found on PATH`, {

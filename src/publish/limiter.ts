@@ -1,7 +1,7 @@
 // A counting semaphore: ko's `--jobs` bounds concurrent `go build`s across everything a command
 // builds (several import paths, several platforms each), not per caller, so one limiter lives in
 // the pipeline and every build takes a slot from it.
-import { TskoError } from '../errors.js';
+import { abortError } from '../abort.js';
 
 export interface Limiter {
   /** Runs `work` once a slot is free; a waiter whose signal aborts leaves the queue. */
@@ -14,7 +14,7 @@ export function createLimiter(limit: number): Limiter {
   const waiting: Array<() => void> = [];
 
   const acquire = (signal?: AbortSignal): Promise<void> => {
-    if (signal?.aborted) return Promise.reject(new TskoError('ABORTED', 'aborted', { cause: signal.reason }));
+    if (signal?.aborted) return Promise.reject(abortError(signal));
     if (active < limit) {
       active += 1;
       return Promise.resolve();
@@ -28,7 +28,7 @@ export function createLimiter(limit: number): Limiter {
       const onAbort = () => {
         const at = waiting.indexOf(grant);
         if (at >= 0) waiting.splice(at, 1);
-        reject(new TskoError('ABORTED', 'aborted', { cause: signal?.reason }));
+        reject(abortError(signal));
       };
       waiting.push(grant);
       signal?.addEventListener('abort', onAbort, { once: true });

@@ -15,6 +15,7 @@ import type { BlobOrigin, Image } from '../image/types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatReference, type Reference, type Repository } from '../registry/reference.js';
 import { BlobLocations } from './blob-locations.js';
+import type { PublishStats } from './publisher.js';
 
 /** Where a write reports (events with the iteration's fields) and what cancels it. */
 export interface WriteContext {
@@ -22,10 +23,8 @@ export interface WriteContext {
   signal?: AbortSignal | undefined;
 }
 
-export interface PublishStats {
-  blobsPushed: number;
-  blobsSkipped: number;
-  bytesPushed: number;
+/** What a write cost, and whether the manifest was there already (then nothing else was sent). */
+export interface WriteStats extends PublishStats {
   manifestExisted: boolean;
 }
 
@@ -35,7 +34,7 @@ export interface Written {
   digest: string;
   /** What ko prints: name@sha256:…, or name:tag@sha256:… when the only tag is not latest. */
   reference: string;
-  stats: PublishStats;
+  stats: WriteStats;
 }
 
 export interface WrittenIndex extends Written {
@@ -82,7 +81,7 @@ export class RegistryWriter {
   }
 
   async writeImage(image: Image, repository: Repository, tags: readonly string[], { events, signal }: WriteContext): Promise<Written> {
-    const stats: PublishStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
+    const stats: WriteStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
     const name = formatReference(repository);
     const firstTag = tags[0];
     const target: Reference = firstTag ? { ...repository, tag: firstTag } : { ...repository, digest: image.manifestDigest };
@@ -122,7 +121,7 @@ export class RegistryWriter {
     const firstTag = tags[0];
     const target: Reference = firstTag ? { ...repository, tag: firstTag } : { ...repository, digest: index.digest };
     const manifest: ManifestToPut = { bytes: index.bytes, mediaType: index.mediaType, digest: index.digest };
-    const stats: PublishStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
+    const stats: WriteStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
     let children: Written[];
 
     const existing = await this.client.headManifest(target, signal);
@@ -155,7 +154,7 @@ export class RegistryWriter {
    * every registry understands.
    */
   async writeArtifact(artifact: Artifact, repository: Repository, tag: string, { events, signal }: WriteContext): Promise<Written> {
-    const stats: PublishStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
+    const stats: WriteStats = { blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0, manifestExisted: false };
     const target: Reference = { ...repository, tag };
     const existing = await this.client.headManifest(target, signal);
     if (existing?.digest === artifact.digest) {

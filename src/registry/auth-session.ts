@@ -17,7 +17,8 @@ import {
 } from './auth.js';
 import { lookupCredentials } from './credentials.js';
 import type { Dispatch, Endpoint, RegistryRequest } from './dispatch.js';
-import { IDENTITY_TOKEN_USER, MAX_ERROR_BODY, type Response, abortable, discard, headerAll, httpError, readBody } from './http.js';
+import { abortable } from '../abort.js';
+import { IDENTITY_TOKEN_USER, MAX_ERROR_BODY, type Response, discard, headerAll, httpError, readBody } from './http.js';
 
 export type CredentialsLookup = (registry: string) => Promise<Credentials | undefined>;
 

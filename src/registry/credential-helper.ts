@@ -2,6 +2,7 @@
 // stdin) and turns its failures into one redacted line: not installed, failed with its own first
 // words, or the protocol's "credentials not found", which is an answer, not an error.
 import { execa } from 'execa';
+import { throwIfAborted } from '../abort.js';
 import { TskoError } from '../errors.js';
 import { redact } from '../redact.js';
 
@@ -30,7 +31,7 @@ export async function execCredentialHelper(
       hint: 'install it or remove it from credHelpers/credsStore in your docker config.json',
     });
   }
-  if (signal?.aborted) throw new TskoError('ABORTED', 'aborted');
+  throwIfAborted(signal);
   const said = `${String(result.stdout ?? '')}\n${String(result.stderr ?? '')}`.trim();
   if (verb !== 'store' && /credentials not found/i.test(said)) return '';
   // Helpers explain themselves on stdout (docker-credential-gcloud: "You do not currently have an

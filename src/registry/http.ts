@@ -200,26 +200,6 @@ export function shortQuery(url: URL): string {
   return url.search.length > 80 ? `${url.search.slice(0, 77)}…` : url.search;
 }
 
-/** Waits for a shared promise, but gives up on this caller's abort. */
-export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return promise;
-  if (signal.aborted) return Promise.reject(new TskoError('ABORTED', 'aborted', { cause: signal.reason }));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new TskoError('ABORTED', 'aborted', { cause: signal.reason }));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
 export function appendQuery(url: URL, name: string, value: string): URL {
   // Append rather than rebuild: a Location's own parameters (`_state=`) must pass through byte for byte.
   const sep = url.href.endsWith('?') ? '' : url.search !== '' ? '&' : '?';

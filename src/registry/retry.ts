@@ -1,8 +1,7 @@
 // Bounded retries with exponential backoff and jitter, for whole registry operations. An upload is
 // retried as a unit through its body factory (undici cannot replay a consumed stream), so this
 // wraps operations, not HTTP requests.
-import { setTimeout as sleep } from 'node:timers/promises';
-import { TskoError } from '../errors.js';
+import { sleep, throwIfAborted } from '../abort.js';
 
 export interface RetryPolicy {
   /** Attempts in all, including the first. */
@@ -58,22 +57,18 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, ctx: Ret
   const now = ctx.now ?? Date.now;
   const start = now();
   for (let attempt = 1; ; attempt++) {
-    if (ctx.signal?.aborted) throw new TskoError('ABORTED', 'aborted', { cause: ctx.signal.reason });
+    throwIfAborted(ctx.signal);
     try {
       return await fn(attempt);
     } catch (err) {
-      if (ctx.signal?.aborted) throw new TskoError('ABORTED', 'aborted', { cause: ctx.signal.reason });
+      throwIfAborted(ctx.signal);
       const verdict = ctx.classify(err);
       if (verdict === undefined || attempt >= ctx.policy.tries) throw err;
       let delayMs = backoffDelay(ctx.policy, attempt, ctx.random);
       if (verdict.retryAfterMs !== undefined) delayMs = Math.max(delayMs, verdict.retryAfterMs);
       if (now() - start + delayMs > ctx.policy.maxElapsedMs) throw err;
       ctx.onRetry?.({ attempt, cause: verdict.cause, delayMs });
-      try {
-        await sleep(delayMs, undefined, ctx.signal ? { signal: ctx.signal } : undefined);
-      } catch (sleepErr) {
-        throw new TskoError('ABORTED', 'aborted', { cause: sleepErr });
-      }
+      await sleep(delayMs, ctx.signal);
     }
   }
 }

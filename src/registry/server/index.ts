@@ -2,6 +2,7 @@
 // default address (`ensureEmbeddedRegistry`), plus retention (`retainLatest`, `gcRegistry`).
 // The server never prints; failures of its own go to `onError` and start problems are TskoErrors.
 import { createServer, type Server } from 'node:http';
+import { abortError } from '../../abort.js';
 import { TskoError } from '../../errors.js';
 import { DEFAULT_REGISTRY_ADDR, formatAddress, isLoopbackHost, parseListenAddress } from './address.js';
 import { createAuthenticator, type RegistryAuth } from './auth.js';
@@ -126,7 +127,7 @@ export async function probeRegistry(addr: string, signal?: AbortSignal): Promise
     if (res.headers.get(TSKO_REGISTRY_HEADER) === '1') return { kind: 'tsko' };
     return { kind: 'other', what: `HTTP ${res.status} without the ${TSKO_REGISTRY_HEADER} header` };
   } catch (err) {
-    if (signal?.aborted) throw new TskoError('ABORTED', 'aborted', { cause: err });
+    if (signal?.aborted) throw abortError(signal);
     const code = (err as { cause?: { code?: string } }).cause?.code;
     if (code === 'ECONNREFUSED') return { kind: 'free' };
     return { kind: 'other', what: code ?? (err as Error).message };
