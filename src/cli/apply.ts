@@ -72,7 +72,7 @@ async function runOnce(target: string, containerArgs: string[], raw: BuildComman
   try {
     const result = await pipeline.publish(target, { events, signal });
     reference = printedLine(result, config);
-    if (config.build.imageRefs) await writeImageRefs(config.build.imageRefs, [result], config);
+    if (config.build.imageRefs) await writeImageRefs(config.build.imageRefs, pipeline.published, config);
   } finally {
     await session.close();
   }

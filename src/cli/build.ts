@@ -29,6 +29,7 @@ async function runBuild(targets: string[], { config: configFile, ...build }: Bui
         }),
       ),
     );
+    // The same lines as stdout, in argument order, each followed by its platforms' images.
     if (config.build.imageRefs) await writeImageRefs(config.build.imageRefs, results, config);
     process.stdout.write(results.map((result) => `${printedLine(result, config)}\n`).join(''));
   } finally {

@@ -60,18 +60,18 @@ async function runDev(targets: string[], flags: LoopCommandFlags, verbose: boole
   for (const message of config.warnings) events.emit({ type: 'log', level: 'warn', message });
   // One factory per resolved config: its targets share a session's state (the pushed references a
   // manifest resolves, one token source); a reload with other target settings gets a new one.
-  let factory = { config, targets: targetFactory(config, events, 'dev') };
-  const targetsOf = (resolved: typeof config) => {
-    if (factory.config !== resolved) factory = { config: resolved, targets: targetFactory(resolved, events, 'dev') };
-    return factory.targets;
-  };
+  // The registry check runs once per factory: before anything starts, and again after a reload
+  // that changed the target (its targets then fail to be made, saying why).
   const repo = await resolveDockerRepo(config, events);
-  await targetsOf(config)
-    .checkRegistry(repo.dockerRepo, false)
-    .catch(async (err: unknown) => {
-      await repo.close();
-      throw err;
-    });
+  const targetsFor = (resolved: typeof config) => {
+    const targets = targetFactory(resolved, events, 'dev');
+    return { config: resolved, targets, checked: targets.checkRegistry(repo.dockerRepo, false) };
+  };
+  let factory = targetsFor(config);
+  await factory.checked.catch(async (err: unknown) => {
+    await repo.close();
+    throw err;
+  });
 
   let stopping: Promise<void> | undefined;
   const stop = (exitCode: number) => {
@@ -100,8 +100,13 @@ async function runDev(targets: string[], flags: LoopCommandFlags, verbose: boole
       events,
       dockerRepo: repo.dockerRepo,
       ...(repo.embedded ? { embeddedRoot: repo.embedded.root } : {}),
-      // Targets come from the config the session holds now: a reload with other target settings makes new ones.
-      makeTarget: (service, request, index, current) => targetsOf(current).make(service, request, index),
+      // Targets come from the config the session holds now: a reload with other target settings
+      // makes new ones, and checks again that the new target can pull from the registry.
+      makeTarget: async (service, request, index, current) => {
+        if (factory.config !== current) factory = targetsFor(current);
+        await factory.checked;
+        return factory.targets.make(service, request, index);
+      },
     });
   } catch (err) {
     await reporter.close();

@@ -3,7 +3,6 @@
 // reference fails. `apply` and `create` reuse this before handing the YAML to kubectl.
 import type { Command } from 'commander';
 import type { ResolvedTarget } from '../publish/builder.js';
-import type { Published } from '../publish/publisher.js';
 import { readInputs } from '../resolve/inputs.js';
 import { loadDocuments, resolveDocuments } from '../resolve/resolver.js';
 import { findReferences } from '../resolve/references.js';
@@ -66,7 +65,6 @@ export async function resolveYaml(flags: ResolveFlags, verbose: boolean): Promis
   const { pipeline, config, events } = session;
   try {
     const targets = new Map<string, ResolvedTarget>();
-    const results = new Map<string, Published>();
     const resolved = await resolveDocuments(
       documents,
       {
@@ -76,16 +74,12 @@ export async function resolveYaml(flags: ResolveFlags, verbose: boolean): Promis
           return target.pkg.importPath;
         },
         async publish(importPath, signal) {
-          const result = await pipeline.publish(targets.get(importPath) as ResolvedTarget, { events, signal });
-          results.set(importPath, result);
-          return printedLine(result, config);
+          return printedLine(await pipeline.publish(targets.get(importPath) as ResolvedTarget, { events, signal }), config);
         },
       },
       { signal: session.signal },
     );
-    if (config.build.imageRefs) {
-      await writeImageRefs(config.build.imageRefs, [...resolved.images.keys()].map((importPath) => results.get(importPath) as Published), config);
-    }
+    if (config.build.imageRefs) await writeImageRefs(config.build.imageRefs, pipeline.published, config);
     return { yaml: resolved.yaml, nothingSelected: false };
   } finally {
     await session.close();

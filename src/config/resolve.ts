@@ -7,7 +7,7 @@ import { homedir as osHomedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { DEFAULT_REGISTRY_ADDR } from '../registry/server/address.js';
 import { TskoError } from '../errors.js';
-import { isLoopbackRegistry } from '../registry/reference.js';
+import { isLoopbackHost } from '../net/loopback.js';
 import { resolveBuildOptions, type BuildFlags, type ResolvedBuildOptions } from './build-options.js';
 import type { BuildConfig, RegistryConfig } from './define.js';
 import { resolveDevOptions, type DevFlags, type ResolvedDevOptions } from './dev-options.js';
@@ -146,7 +146,7 @@ export async function resolveConfig(inline: InlineConfig = {}): Promise<Resolved
  * this machine, so there the dev loop's `auto` writes the app layers as plain tar.
  */
 function loopBuildOptions(build: ResolvedBuildOptions, dev: ResolvedDevOptions, devLoop: boolean, registry: string): ResolvedBuildOptions {
-  const local = dev.target === 'local' && isLoopbackRegistry(registry);
+  const local = dev.target === 'local' && isLoopbackHost(registry);
   const compression = !devLoop ? 'gzip' : dev.layerCompression === 'auto' ? (local ? 'none' : 'gzip') : dev.layerCompression;
   return {
     ...build,

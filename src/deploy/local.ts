@@ -259,12 +259,15 @@ class LocalTargetImpl implements LocalTarget {
     }
     await removeTree(failed.dir).catch(() => undefined);
     if (signal.aborted && !(err instanceof TskoError && err.code === 'DEPLOY')) return abortError(signal, `deploy of ${failed.name} aborted`);
+    // A file system error while unpacking or starting (a full disk, a cache dir that is a file) is
+    // this revision's failure, said as such, not an internal error of tsko's.
+    const failure = err instanceof TskoError ? err : new TskoError('DEPLOY', `cannot start revision ${failed.name}: ${(err as Error).message}`, { cause: err });
     const serving = this.active?.revision.name;
-    if (err instanceof TskoError && err.code === 'DEPLOY' && serving !== undefined) {
+    if (failure.code === 'DEPLOY' && serving !== undefined) {
       const hint = `${serving} keeps serving`;
-      return new TskoError('DEPLOY', err.message, { hint: err.hint ? `${err.hint}; ${hint}` : hint, detail: err.detail, cause: err.cause });
+      return new TskoError('DEPLOY', failure.message, { hint: failure.hint ? `${failure.hint}; ${hint}` : hint, detail: failure.detail, cause: failure.cause ?? err });
     }
-    return err;
+    return failure;
   }
 
   /** Drains the old revision's in-flight requests, then stops it and removes its rootfs. */

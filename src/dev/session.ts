@@ -158,12 +158,22 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
     }
   };
 
-  /** The target settings changed (another target, port, cluster or service): new targets, old ones stopped. */
+  /**
+   * The target settings changed (another target, port, cluster or service): the old targets stop,
+   * new ones are made. One that cannot be made (its port is taken) fails each deploy with that
+   * error until a later config change makes it again.
+   */
   const replaceTargets = async () => {
     for (const [index, entry] of watched.entries()) {
+      const kind = entry.target.kind;
       await entry.target.close();
-      entry.target = await options.makeTarget(entry.loop.name, entry.request, index, config);
       entry.loop.forgetServing();
+      try {
+        entry.target = await options.makeTarget(entry.loop.name, entry.request, index, config);
+      } catch (err) {
+        events.emit({ type: 'error', service: entry.loop.name, error: toErrorInfo(err) });
+        entry.target = unavailableTarget(kind, err);
+      }
     }
   };
 
@@ -242,6 +252,11 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
     },
     close,
   };
+}
+
+/** A target that could not be made: every deploy fails with why. */
+function unavailableTarget(kind: Target['kind'], cause: unknown): Target {
+  return { kind, deploy: () => Promise.reject(cause), close: () => Promise.resolve() };
 }
 
 /** What a target is made from: when it changes, the targets are made again. */

@@ -23,17 +23,20 @@ export function layoutPublisher(dir: string, tag: string): Publisher {
 export function tarballPublisher(file: string, naming: ImageNaming): Publisher {
   return {
     async publish(result, { events, signal }) {
-      if (result.index) {
-        throw new TskoError('USAGE', `--tarball can hold only one platform, but ${result.importPath} builds ${platformsOf(result)}`, {
-          hint: 'pass a single --platform, or use --oci-layout-path for a multi-platform image',
-        });
-      }
+      if (result.index) throw tarballPlatformsError(result.importPath, platformsOf(result));
       const name = imageName(naming.dockerRepo, result.importPath, naming.naming);
       await writeTarball(file, onlyImage(result), { repoTags: naming.tags.map((tag) => `${name}:${tag}`), ...(signal ? { signal } : {}) });
       events.emit({ type: 'log', level: 'info', message: `Wrote ${result.importPath} to tarball ${file}` });
       return fileResult(result, `${file}@${result.digest}`);
     },
   };
+}
+
+/** A docker tarball holds one image, as in ko. */
+export function tarballPlatformsError(importPath: string, platforms: string): TskoError {
+  return new TskoError('USAGE', `--tarball can hold only one platform, but ${importPath} builds ${platforms}`, {
+    hint: 'pass a single --platform, or use --oci-layout-path for a multi-platform image',
+  });
 }
 
 function onlyImage(result: BuildResult) {

@@ -4,7 +4,6 @@
 // long as its config stays the same, and makes a new one when the config changes.
 import { join } from 'node:path';
 import type { ResolvedConfig } from '../config/resolve.js';
-import { TskoError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import { formatPlatform } from '../go/platform.js';
 import type { Platform } from '../image/types.js';
@@ -14,7 +13,7 @@ import { BaseResolver } from './base.js';
 import { BlobLocations } from './blob-locations.js';
 import { cacheBuilds, limitBuilds } from './build-decorators.js';
 import type { Builder, BuildContext, ResolvedTarget } from './builder.js';
-import { layoutPublisher, tarballPublisher } from './file-publishers.js';
+import { layoutPublisher, tarballPlatformsError, tarballPublisher } from './file-publishers.js';
 import { baseImageFor, GoBuilder } from './go-builder.js';
 import { createLimiter } from './limiter.js';
 import { buildForPlatforms, platformsToBuild, type BuildResult } from './platforms.js';
@@ -40,7 +39,7 @@ export interface Pipeline {
   readonly builder: Builder;
   /** Every sink the config asks for, with SBOMs, the push stage and retention. */
   readonly publisher: Publisher;
-  /** What was published so far (for --image-refs), in order. */
+  /** With --image-refs: what was published so far, each result once, in the order it was asked for. */
   readonly published: readonly Published[];
   /**
    * The sources of an import path changed: its next build runs again and its next publish pushes
@@ -91,17 +90,20 @@ export function makePipeline(config: ResolvedConfig, options: PipelineOptions): 
     ...(build.ociLayoutPath ? [layoutPublisher(build.ociLayoutPath, build.tags[0] ?? 'latest')] : []),
     ...(build.tarball ? [tarballPublisher(build.tarball, naming)] : []),
   ];
-  const caching = cachePublishes(multiPublisher(primary, files));
-  const recording: RecordingPublisher = recordPublishes(caching);
+  // Under the cache, so each result is recorded once; only when asked, so a dev session's saves
+  // are not kept forever.
+  const sinks = multiPublisher(primary, files);
+  const recorder: RecordingPublisher | undefined = build.imageRefs ? recordPublishes(sinks) : undefined;
+  const caching = cachePublishes(recorder ?? sinks);
 
   const pipeline: Pipeline = {
     config,
     client,
     bases,
     builder,
-    publisher: recording,
+    publisher: caching,
     get published() {
-      return recording.records;
+      return recorder?.records ?? [];
     },
     invalidate(importPath) {
       builder.invalidate(importPath);
@@ -110,16 +112,13 @@ export function makePipeline(config: ResolvedConfig, options: PipelineOptions): 
     resolve: (spec, signal) => builder.resolve(spec, signal),
     async build(target, context, platforms) {
       const wanted = platforms ?? (await platformsToBuild(bases, baseImageFor(config, target.pkg.importPath), build.platforms, context.signal));
-      if (wanted.length > 1 && build.tarball) {
-        throw new TskoError('USAGE', `--tarball can hold only one platform, but ${target.pkg.importPath} builds ${wanted.map(formatPlatform).join(', ')}`, {
-          hint: 'pass a single --platform, or use --oci-layout-path for a multi-platform image',
-        });
-      }
+      // Before building: a tarball cannot hold what several platforms would make.
+      if (wanted.length > 1 && build.tarball) throw tarballPlatformsError(target.pkg.importPath, wanted.map(formatPlatform).join(', '));
       return buildForPlatforms(builder, target, wanted, context, build.image.annotations ? { annotations: build.image.annotations } : {});
     },
     async publish(spec, context) {
       const target = typeof spec === 'string' ? await builder.resolve(spec, context.signal) : spec;
-      return recording.publish(await pipeline.build(target, context), context);
+      return caching.publish(await pipeline.build(target, context), context);
     },
     close: () => client.close(),
   };

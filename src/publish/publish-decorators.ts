@@ -1,7 +1,7 @@
 // Decorators on the Publisher interface, as ko composes publish.Interface: `multiPublisher` (a
-// tee: every sink, the first one's answer), `cachePublishes` (one publish per import path and
-// digest, however many callers ask), `recordPublishes` (what was published, in order, for
-// --image-refs), `stagePushes` (the `push` stage and the `published` event around a push) and
+// tee: every sink, the primary one's answer), `cachePublishes` (one publish per import path and
+// digest, however many callers ask), `recordPublishes` (what was published, in the order asked,
+// for --image-refs), `stagePushes` (the `push` stage and the `published` event around a push) and
 // `retainAfterPush` (registry retention, off the critical path).
 import type { Repository } from '../registry/reference.js';
 import { stage } from '../stage.js';
@@ -47,17 +47,21 @@ export function cachePublishes(inner: Publisher): CachingPublisher {
 }
 
 export interface RecordingPublisher extends Publisher {
-  /** Everything published so far, in the order the publishes finished. */
+  /** Everything published so far, in the order it was asked for (a failed publish leaves no entry). */
   readonly records: readonly Published[];
 }
 
+/** Records what was published (ko's Recorder, for --image-refs), in the order the publishes were asked for. */
 export function recordPublishes(inner: Publisher): RecordingPublisher {
-  const records: Published[] = [];
+  const slots: Array<Published | undefined> = [];
   return {
-    records,
+    get records() {
+      return slots.filter((entry): entry is Published => entry !== undefined);
+    },
     async publish(result, context) {
+      const slot = slots.push(undefined) - 1;
       const published = await inner.publish(result, context);
-      records.push(published);
+      slots[slot] = published;
       return published;
     },
   };

@@ -180,7 +180,7 @@ async function localDriver(hello: HelloCopy): Promise<TargetDriver> {
         await rm(layers);
         await rename(aside, layers);
       },
-      message: new RegExp(`^EEXIST: file already exists, mkdir '${escapeRegExp(layers)}'$`),
+      message: new RegExp(`^cannot start revision hello-\\d{5}: EEXIST: file already exists, mkdir '${escapeRegExp(layers)}'$`),
     },
     readyFault: {
       on() {},
@@ -331,6 +331,7 @@ describe('stage results of tsko dev --json, on every target', () => {
       const deploy = check(await saveAndSettle(dev, hello, sources.version('hello v4')), 'deploy-failed', failingAt('deploy'));
       await driver.deployFault.off();
       assert.match(deploy.end.error?.message ?? '', driver.deployFault.message, JSON.stringify(deploy.end.error));
+      assert.notEqual(deploy.end.error?.code, 'INTERNAL', 'the target failed, not tsko');
 
       // 5. The call succeeds but the new revision never serves: deploy ok, ready ✗.
       await driver.readyFault.on();
