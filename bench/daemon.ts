@@ -23,7 +23,7 @@ export interface IterationRecord {
   endedAt: number;
   /** When the push stage ended (absent when nothing was pushed). */
   pushEndedAt?: number;
-  /** The last stage.end of each stage (the outer one where stages nest). */
+  /** The stage.end of each stage (stages follow each other; a repeated one keeps the last). */
   stages: Partial<Record<Stage, number>>;
   bytesPushed: number;
   blobsPushed: number;
