@@ -102,7 +102,7 @@ export function renderMarkdown(results: Results): string {
   lines.push(row('**tsko cold: spawn → pushed**', s['tsko cold spawn→pushed']));
   lines.push(row('tsko cold: spawn → serving', s['tsko cold spawn→serving']));
   lines.push(
-    `| &nbsp;&nbsp;median cold run: startup ${cell(c?.startup)}, build ${cell(c?.stages.build)}, layer ${cell(c?.stages.layer)}, push ${cell(c?.stages.push)}, deploy ${cell(c?.stages.deploy)} (ready ${cell(c?.stages.ready)}) | | | | | |`,
+    `| &nbsp;&nbsp;median cold run: startup ${cell(c?.startup)}, build ${cell(c?.stages.build)}, layer ${cell(c?.stages.layer)}, push ${cell(c?.stages.push)}, deploy ${cell(c?.stages.deploy)}, ready ${cell(c?.stages.ready)} | | | | | |`,
   );
   lines.push(row('**ko build cold**', s['ko build cold']));
   lines.push(`| go build alone, cold (empty GOCACHE) | ${results.cold.goBuild === null ? 0 : 1} | ${cell(results.cold.goBuild)} | | | |`);

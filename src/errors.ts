@@ -2,34 +2,31 @@
 // stable code that tests and the JSON reporter can match on. Stack traces only with --verbose.
 import type { Diagnostic, ErrorInfo } from './events.js';
 
-export const ERROR_CODES = [
-  'CONFIG_INVALID',
-  'CONFIG_LOAD',
-  'USAGE',
-  'KO_DOCKER_REPO',
-  'GO_MISSING',
-  'GO_LIST',
-  'GO_NOT_MAIN',
-  'GO_BUILD',
-  'KODATA',
-  'PLATFORM',
-  'BASE_IMAGE',
-  'REFERENCE',
-  'REGISTRY_UNREACHABLE',
-  'REGISTRY_AUTH',
-  'REGISTRY_HTTP',
-  'REGISTRY_DIGEST',
-  'REGISTRY_SERVE',
-  'OUTPUT',
-  'DEPLOY',
-  'KUBE',
-  'RESOLVE',
-  'CLOUDRUN',
-  'ABORTED',
-  'INTERNAL',
-] as const;
-
-export type ErrorCode = (typeof ERROR_CODES)[number];
+export type ErrorCode =
+  | 'CONFIG_INVALID'
+  | 'CONFIG_LOAD'
+  | 'USAGE'
+  | 'KO_DOCKER_REPO'
+  | 'GO_MISSING'
+  | 'GO_LIST'
+  | 'GO_NOT_MAIN'
+  | 'GO_BUILD'
+  | 'KODATA'
+  | 'PLATFORM'
+  | 'BASE_IMAGE'
+  | 'REFERENCE'
+  | 'REGISTRY_UNREACHABLE'
+  | 'REGISTRY_AUTH'
+  | 'REGISTRY_HTTP'
+  | 'REGISTRY_DIGEST'
+  | 'REGISTRY_SERVE'
+  | 'OUTPUT'
+  | 'DEPLOY'
+  | 'KUBE'
+  | 'RESOLVE'
+  | 'CLOUDRUN'
+  | 'ABORTED'
+  | 'INTERNAL';
 
 export class TskoError extends Error {
   readonly code: ErrorCode;
@@ -80,8 +77,3 @@ export function toErrorInfo(err: unknown): ErrorInfo {
   };
 }
 
-/** An error again from what an event carried (a failed iteration's, to exit with it). */
-export function fromErrorInfo(info: ErrorInfo): TskoError {
-  const code = (ERROR_CODES as readonly string[]).includes(info.code) ? (info.code as ErrorCode) : 'INTERNAL';
-  return new TskoError(code, info.message, { hint: info.hint, detail: info.detail, ...(info.diagnostics ? { diagnostics: info.diagnostics } : {}) });
-}

@@ -36,7 +36,7 @@ interface Base {
   time: number;
   /** The service (import path's base name) this event is about, when there is one. */
   service?: string;
-  /** The dev loop's iteration number; absent for one-shot commands. */
+  /** The iteration's number (`tsko dev` counts them; `tsko deploy` runs iteration 1); absent for build, resolve and the like. */
   iteration?: number;
 }
 

@@ -1,6 +1,5 @@
 // Flags shared by the commands that build images (build, resolve, apply, create, run), defined
 // once with ko's names. Only their parsing is here: src/config merges them over the config file.
-import { cpus } from 'node:os';
 import { Command, Option } from 'commander';
 import type { BuildFlags } from '../config/build-options.js';
 import { TskoError } from '../errors.js';
@@ -48,7 +47,7 @@ export function addBuildFlags(command: Command): Command {
     .option('--image-annotation <key=value>', 'annotation on the image manifest (repeatable)', collect)
     .option('--image-user <user>', 'the user the image runs as')
     .option('--platform <platforms>', 'os/arch[/variant], comma-separated or repeated', collectList)
-    .addOption(new Option('-j, --jobs <n>', 'concurrent go builds').argParser(parseJobs).default(cpus().length))
+    .addOption(new Option('-j, --jobs <n>', 'concurrent go builds (default: the number of cores)').argParser(parseJobs))
     .option('--ldflags <flags>', 'linker flags; override the config (repeatable)', collect)
     .addOption(new Option('--sbom <format>', 'SBOM to publish').choices(['spdx', 'none']).default('spdx'))
     .option('--sbom-dir <dir>', 'also write SBOMs into this directory')

@@ -7,7 +7,7 @@ import { resolveConfig } from '../config/resolve.js';
 import { targetFactory } from '../deploy/targets.js';
 import type { Target } from '../deploy/target.js';
 import { runIteration } from '../dev/iteration.js';
-import { fromErrorInfo, TskoError } from '../errors.js';
+import { TskoError } from '../errors.js';
 import { createEventBus } from '../events.js';
 import { serviceNameOf } from '../publish/naming.js';
 import { makePipeline } from '../publish/pipeline.js';
@@ -50,7 +50,7 @@ async function runDeploy(importPath: string, flags: LoopCommandFlags, verbose: b
     target = await targets.make(service, { target: importPath }, 0);
     const outcome = await runIteration({ service, iteration: 1, trigger: ['deploy'], target: resolved, pipeline, deployTo: target, events, signal: controller.signal });
     if (outcome.result !== 'deployed') {
-      throw outcome.error ? fromErrorInfo(outcome.error) : new TskoError('ABORTED', outcome.result === 'cancelled' ? 'interrupted' : `nothing deployed (${outcome.result})`);
+      throw outcome.failure ?? new TskoError('ABORTED', outcome.result === 'cancelled' ? 'interrupted' : `nothing deployed (${outcome.result})`);
     }
     events.emit({ type: 'log', level: 'info', message: `${service}: ${outcome.revision} is serving${outcome.url ? ` at ${outcome.url}` : ''}` });
     if (!flags.json) process.stdout.write(`${outcome.url ?? outcome.revision}\n`);

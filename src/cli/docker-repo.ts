@@ -3,7 +3,7 @@
 // the one already serving at its address, or one started in this process for as long as it runs.
 import { TskoError } from '../errors.js';
 import type { EventBus } from '../events.js';
-import { EMBEDDED_REPO, type ResolvedConfig } from '../config/resolve.js';
+import { EMBEDDED_REPO, isEmbeddedRepo, type ResolvedConfig } from '../config/resolve.js';
 import { parseRepository } from '../registry/reference.js';
 import { defaultRegistryRoot, ensureEmbeddedRegistry } from '../registry/server/index.js';
 
@@ -17,7 +17,7 @@ export interface DockerRepo {
 
 export async function resolveDockerRepo(config: ResolvedConfig, events: EventBus, signal?: AbortSignal): Promise<DockerRepo> {
   const value = config.dockerRepo ?? EMBEDDED_REPO;
-  if (value === EMBEDDED_REPO || value.startsWith(`${EMBEDDED_REPO}/`)) {
+  if (isEmbeddedRepo(value)) {
     if (!config.build.push) return { dockerRepo: value, close: async () => {} };
     const root = defaultRegistryRoot(config.env, config.homedir);
     const running = await ensureEmbeddedRegistry({ addr: config.embeddedRegistryAddr, root, ...(signal ? { signal } : {}) });

@@ -79,7 +79,12 @@ export async function resolveYaml(flags: ResolveFlags, verbose: boolean): Promis
       },
       { signal: session.signal },
     );
-    if (config.build.imageRefs) await writeImageRefs(config.build.imageRefs, pipeline.published, config);
+    if (config.build.imageRefs) {
+      // Each import path once, in the order the documents name them.
+      const byImportPath = new Map(pipeline.published.map((published) => [published.importPath, published]));
+      const inOrder = [...resolved.images.keys()].flatMap((importPath) => byImportPath.get(importPath) ?? []);
+      await writeImageRefs(config.build.imageRefs, inOrder, config);
+    }
     return { yaml: resolved.yaml, nothingSelected: false };
   } finally {
     await session.close();

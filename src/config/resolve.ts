@@ -158,9 +158,14 @@ function loopBuildOptions(build: ResolvedBuildOptions, dev: ResolvedDevOptions, 
   };
 }
 
+/** KO_DOCKER_REPO unset, or `tsko.local[/path]`: images go to the embedded registry. */
+export function isEmbeddedRepo(dockerRepo: string): boolean {
+  return dockerRepo === EMBEDDED_REPO || dockerRepo.startsWith(`${EMBEDDED_REPO}/`);
+}
+
 /** The registry host images go to: KO_DOCKER_REPO's, else the embedded registry's address. */
-export function registryOf(dockerRepo: string | undefined, embeddedAddr: string): string {
-  if (dockerRepo === undefined || dockerRepo === EMBEDDED_REPO || dockerRepo.startsWith(`${EMBEDDED_REPO}/`)) return embeddedAddr;
+function registryOf(dockerRepo: string | undefined, embeddedAddr: string): string {
+  if (dockerRepo === undefined || isEmbeddedRepo(dockerRepo)) return embeddedAddr;
   return dockerRepo.split('/')[0] ?? dockerRepo;
 }
 

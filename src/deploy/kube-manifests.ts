@@ -9,7 +9,6 @@ import { TskoError } from '../errors.js';
 import { documentText, listItems, parseDocuments } from '../resolve/documents.js';
 import { referencesIn, replaceReference, type KoReference } from '../resolve/references.js';
 
-export { KO_PREFIX } from '../resolve/references.js';
 
 export interface ManifestObject {
   file: string;

@@ -4,8 +4,6 @@
 import { TskoError } from '../errors.js';
 import { isLoopbackHost } from '../net/loopback.js';
 
-export { isLoopbackHost };
-
 /** The registry host of `registry/repo[@digest|:tag]` or of a KO_DOCKER_REPO value. */
 export function registryHost(reference: string): string {
   return reference.split('/')[0] ?? reference;

@@ -12,7 +12,8 @@ import { createCloudRunTarget, DEFAULT_RUN_API } from './cloudrun.js';
 import { createTokenSource } from './gcp-token.js';
 import { createKubernetesTarget } from './kubernetes.js';
 import { createLocalTarget } from './local.js';
-import { assertRegistryReachable, isLoopbackHost } from './loopback.js';
+import { isLoopbackHost } from '../net/loopback.js';
+import { assertRegistryReachable } from './loopback.js';
 import type { Target } from './target.js';
 
 export interface TargetFactory {

@@ -43,6 +43,8 @@ export interface IterationOutcome {
   revision?: string;
   url?: string;
   error?: ErrorInfo;
+  /** The error itself (with its stack and cause), for a caller that exits with it. */
+  failure?: unknown;
 }
 
 export async function runIteration(request: IterationRequest): Promise<IterationOutcome> {
@@ -84,8 +86,12 @@ export async function runIteration(request: IterationRequest): Promise<Iteration
     const deployed = await stage(events, 'ready', () => rollout.ready(), {}, signal);
     Object.assign(outcome, { result: 'deployed', identity, revision: deployed.revision, ...(deployed.url ? { url: deployed.url } : {}) });
   } catch (err) {
-    if (signal.aborted || isAbortError(err)) outcome.result = 'cancelled';
-    else outcome.error = toErrorInfo(err);
+    if (signal.aborted || isAbortError(err)) {
+      outcome.result = 'cancelled';
+    } else {
+      outcome.error = toErrorInfo(err);
+      outcome.failure = err;
+    }
   }
   return finish();
 

@@ -48,6 +48,8 @@ export class ServiceLoop {
   private firstChangeAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Running | undefined;
+  /** Every iteration not yet ended; a superseded one may still be unwinding after the newest started. */
+  private readonly inflight = new Set<Promise<void>>();
   /** What the deployed revision runs (see runtimeIdentity). */
   private deployedIdentity: string | undefined;
   private closed = false;
@@ -96,9 +98,13 @@ export class ServiceLoop {
    */
   async hold(reason: string): Promise<void> {
     this.held = true;
-    const running = this.running;
-    running?.controller.abort(new TskoError('ABORTED', reason));
-    await running?.done;
+    this.running?.controller.abort(new TskoError('ABORTED', reason));
+    await this.allEnded();
+  }
+
+  /** Every iteration still running has ended: the newest, and any superseded one still unwinding. */
+  private async allEnded(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.all(this.inflight);
   }
 
   release(): void {
@@ -177,9 +183,11 @@ export class ServiceLoop {
     this.running?.controller.abort(new TskoError('ABORTED', 'superseded by a newer save'));
     const iteration = ++this.iteration;
     const controller = new AbortController();
-    const done = this.run(iteration, files, since, controller.signal).finally(() => {
+    const done: Promise<void> = this.run(iteration, files, since, controller.signal).finally(() => {
       if (this.running?.iteration === iteration) this.running = undefined;
+      this.inflight.delete(done);
     });
+    this.inflight.add(done);
     this.running = { iteration, controller, done };
   }
 
@@ -209,12 +217,11 @@ export class ServiceLoop {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    const running = this.running;
-    running?.controller.abort(new TskoError('ABORTED', 'shutting down'));
-    await running?.done;
+    this.running?.controller.abort(new TskoError('ABORTED', 'shutting down'));
+    await this.allEnded();
   }
 
-  /** Resolves when no iteration is running or scheduled (tests, one-shot deploys). */
+  /** Resolves when no iteration is running or scheduled (tests, the session's idle()). */
   async idle(): Promise<void> {
     while (this.running || this.timer) {
       await (this.running?.done ?? new Promise((resolve) => setTimeout(resolve, this.options.debounceMs)));

@@ -51,8 +51,13 @@ interface Watched {
   loop: ServiceLoop;
   request: DevService;
   target: Target;
+  /** Its target could not be made at the last reload; the next reload tries again. */
+  unavailable?: boolean;
   scope: ServiceScope;
 }
+
+/** Quiet time after a config file's last change before it is resolved again. */
+const CONFIG_QUIET_MS = 100;
 
 export async function startDevSession(options: DevSessionOptions): Promise<DevSession> {
   const { events } = options;
@@ -74,12 +79,13 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
   let watcher: ScopeWatcher | undefined;
   let closed = false;
   let paused = false;
-  /** Reloads run one after another; a save storm on the config file is one reload per quiet spell. */
+  /** The reload running now, if any (they run one after another). */
   let reloading: Promise<void> = Promise.resolve();
 
   const close = async () => {
     if (closed) return;
     closed = true;
+    if (reloadTimer) clearTimeout(reloadTimer);
     await reloading;
     await Promise.all(watched.map((w) => w.loop.close()));
     await Promise.allSettled([watcher?.close(), ...watched.map((w) => w.target.close())]);
@@ -135,18 +141,20 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
       return;
     }
     const before = config;
-    // Nothing may still use the old pipeline when it closes: stop the running iterations first.
-    await Promise.all(watched.map((w) => w.loop.hold('the config changed')));
     try {
+      // Nothing may still use the old pipeline when it closes: stop the running iterations first.
+      await Promise.all(watched.map((w) => w.loop.hold('the config changed')));
       const old = pipeline;
       config = next;
       pipeline = pipelineFor(config);
-      await old.close();
+      // Nothing uses it any more; a token request still in flight must not hold up the reload.
+      old.close().catch((err: unknown) => events.emit({ type: 'log', level: 'warn', message: `closing the previous registry client: ${toErrorInfo(err).message}` }));
       for (const warning of config.warnings) events.emit({ type: 'log', level: 'warn', message: warning });
       if (JSON.stringify(before.dev?.services) !== JSON.stringify(config.dev?.services)) {
         events.emit({ type: 'log', level: 'warn', message: 'dev.services changed: restart tsko dev to add or remove services' });
       }
-      if (targetSettings(before) !== targetSettings(config)) await replaceTargets();
+      const retarget = targetSettings(before) !== targetSettings(config);
+      await replaceTargets(watched.filter((entry) => retarget || entry.unavailable));
       await Promise.all(watched.map(reresolve));
       events.emit({ type: 'log', level: 'info', message: `config reloaded from ${config.configFile ?? 'defaults'}` });
     } finally {
@@ -159,20 +167,22 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
   };
 
   /**
-   * The target settings changed (another target, port, cluster or service): the old targets stop,
-   * new ones are made. One that cannot be made (its port is taken) fails each deploy with that
-   * error until a later config change makes it again.
+   * New targets for `entries` (the target settings changed, or theirs could not be made before):
+   * the old ones stop first. One that cannot be made (its port is taken) fails each deploy with
+   * that error, and is tried again on the next reload.
    */
-  const replaceTargets = async () => {
-    for (const [index, entry] of watched.entries()) {
+  const replaceTargets = async (entries: Watched[]) => {
+    for (const entry of entries) {
       const kind = entry.target.kind;
-      await entry.target.close();
+      await entry.target.close().catch(() => undefined);
       entry.loop.forgetServing();
       try {
-        entry.target = await options.makeTarget(entry.loop.name, entry.request, index, config);
+        entry.target = await options.makeTarget(entry.loop.name, entry.request, watched.indexOf(entry), config);
+        entry.unavailable = false;
       } catch (err) {
         events.emit({ type: 'error', service: entry.loop.name, error: toErrorInfo(err) });
         entry.target = unavailableTarget(kind, err);
+        entry.unavailable = true;
       }
     }
   };
@@ -185,15 +195,28 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
     }
   };
 
+  /** Reloads run one after another, and a failed one does not stop the next. */
   const reload = () => {
-    reloading = reloading.then(() => (closed ? undefined : applyConfig()));
+    reloading = reloading
+      .then(() => (closed ? undefined : applyConfig()))
+      .catch((err: unknown) => events.emit({ type: 'error', error: toErrorInfo(err) }));
     return reloading;
+  };
+
+  /** An editor's save is often two events (truncate, write): one reload after a short quiet spell. */
+  let reloadTimer: NodeJS.Timeout | undefined;
+  const scheduleReload = () => {
+    if (reloadTimer) clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(() => {
+      reloadTimer = undefined;
+      void reload();
+    }, CONFIG_QUIET_MS);
   };
 
   const onChange = (change: FileChange) => {
     if (closed) return;
     if (config.dependencies.includes(change.path)) {
-      void reload();
+      scheduleReload();
       return;
     }
     for (const entry of watched) {

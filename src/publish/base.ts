@@ -2,6 +2,8 @@
 // a registry image whose manifests and config are cached on disk by digest, so a tag costs one
 // HEAD request and a digest none. Resolved bases are kept in memory for the resolver's life (a
 // `tsko dev` run resolves each base once, until refreshed).
+import { Readable } from 'node:stream';
+import { abortable } from '../abort.js';
 import { TskoError, isTskoError } from '../errors.js';
 import { platformMatches, formatPlatform } from '../go/platform.js';
 import { BUILTIN_STATIC, builtinStaticBase } from '../image/builtin-base.js';
@@ -39,15 +41,20 @@ export class BaseResolver {
     this.resolved.clear();
   }
 
+  /**
+   * One resolution per base and platform, shared by every caller: it runs without any one caller's
+   * signal (a superseded iteration must not cancel what the next one waits for), and each caller
+   * stops waiting at once on its own abort.
+   */
   resolve(name: string, platform: Platform, signal?: AbortSignal): Promise<BaseImage> {
     const key = `${name}\u0000${formatPlatform(platform)}`;
     let pending = this.resolved.get(key);
     if (!pending) {
-      pending = this.resolveUncached(name, platform, signal);
+      pending = this.resolveUncached(name, platform);
       this.resolved.set(key, pending);
       pending.catch(() => this.resolved.delete(key));
     }
-    return pending;
+    return abortable(pending, signal);
   }
 
   /** The platforms a multi-platform base offers (for `--platform all`), skipping unknown/unknown. */
@@ -117,7 +124,8 @@ export class BaseResolver {
         remoteLayer(
           { digest: layer.digest as Digest, diffId: diffIds[i] as Digest, size: layer.size, mediaType: layer.mediaType },
           { registry: ref.registry, repository: ref.repository },
-          async (origin, digest, signal) => (await this.client.openBlobStream(origin, digest, signal)).stream,
+          // Every reader wants the whole layer, and a whole download is retried (a stream is not).
+          async (origin, digest, signal) => Readable.from([await this.client.getBlob(origin, digest, signal)]),
         ),
       ),
     };

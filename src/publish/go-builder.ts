@@ -3,6 +3,7 @@
 // appends the kodata and binary layers; an unchanged binary (same Go build ID) is not re-tarred.
 import { stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { abortable } from '../abort.js';
 import { TskoError } from '../errors.js';
 import type { ResolvedBuild, ResolvedConfig } from '../config/resolve.js';
 import { goBuild } from '../go/build.js';
@@ -151,18 +152,26 @@ export class GoBuilder implements Builder {
 
   /** The import path each config `builds` entry names (ko matches builds by import path). */
   private buildConfigs(signal?: AbortSignal): Promise<Map<string, ResolvedBuild>> {
-    this.buildImportPaths ??= (async () => {
-      const map = new Map<string, ResolvedBuild>();
-      for (const build of this.config.builds) {
-        const main = isLocalPath(build.main) || isAbsolute(build.main) ? build.main : `./${build.main}`;
-        const pkg = await listPackage(main, this.goRun(build.dir, signal)).catch((err: unknown) => {
-          throw new TskoError('CONFIG_INVALID', `builds entry ${build.id ?? build.main}: ${(err as Error).message}`);
-        });
-        map.set(pkg.importPath, build);
-      }
-      return map;
-    })();
-    return this.buildImportPaths;
+    if (!this.buildImportPaths) {
+      // Shared by every resolve, so it runs without any one caller's signal.
+      const pending = (async () => {
+        const map = new Map<string, ResolvedBuild>();
+        for (const build of this.config.builds) {
+          const main = isLocalPath(build.main) || isAbsolute(build.main) ? build.main : `./${build.main}`;
+          const pkg = await listPackage(main, this.goRun(build.dir)).catch((err: unknown) => {
+            throw new TskoError('CONFIG_INVALID', `builds entry ${build.id ?? build.main}: ${(err as Error).message}`, { cause: err });
+          });
+          map.set(pkg.importPath, build);
+        }
+        return map;
+      })();
+      // A failure (a builds entry fixed meanwhile) is asked again next time.
+      pending.catch(() => {
+        if (this.buildImportPaths === pending) this.buildImportPaths = undefined;
+      });
+      this.buildImportPaths = pending;
+    }
+    return abortable(this.buildImportPaths, signal);
   }
 }
 

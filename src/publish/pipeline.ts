@@ -39,7 +39,7 @@ export interface Pipeline {
   readonly builder: Builder;
   /** Every sink the config asks for, with SBOMs, the push stage and retention. */
   readonly publisher: Publisher;
-  /** With --image-refs: what was published so far, each result once, in the order it was asked for. */
+  /** With --image-refs: what was published so far, each result once, in the order the publishes finished. */
   readonly published: readonly Published[];
   /**
    * The sources of an import path changed: its next build runs again and its next publish pushes
@@ -90,8 +90,8 @@ export function makePipeline(config: ResolvedConfig, options: PipelineOptions): 
     ...(build.ociLayoutPath ? [layoutPublisher(build.ociLayoutPath, build.tags[0] ?? 'latest')] : []),
     ...(build.tarball ? [tarballPublisher(build.tarball, naming)] : []),
   ];
-  // Under the cache, so each result is recorded once; only when asked, so a dev session's saves
-  // are not kept forever.
+  // Under the cache, so each result is recorded once; only with --image-refs, so a dev session's
+  // saves are not kept forever.
   const sinks = multiPublisher(primary, files);
   const recorder: RecordingPublisher | undefined = build.imageRefs ? recordPublishes(sinks) : undefined;
   const caching = cachePublishes(recorder ?? sinks);

@@ -1,7 +1,6 @@
 // Decorators on the Publisher interface, as ko composes publish.Interface: `multiPublisher` (a
 // tee: every sink, the primary one's answer), `cachePublishes` (one publish per import path and
-// digest, however many callers ask), `recordPublishes` (what was published, in the order asked,
-// for --image-refs), `stagePushes` (the `push` stage and the `published` event around a push) and
+// digest, however many callers ask), `recordPublishes` (what was published, for --image-refs), `stagePushes` (the `push` stage and the `published` event around a push) and
 // `retainAfterPush` (registry retention, off the critical path).
 import type { Repository } from '../registry/reference.js';
 import { stage } from '../stage.js';
@@ -47,21 +46,18 @@ export function cachePublishes(inner: Publisher): CachingPublisher {
 }
 
 export interface RecordingPublisher extends Publisher {
-  /** Everything published so far, in the order it was asked for (a failed publish leaves no entry). */
+  /** Everything published so far, in the order the publishes finished (a failed one leaves no entry). */
   readonly records: readonly Published[];
 }
 
-/** Records what was published (ko's Recorder, for --image-refs), in the order the publishes were asked for. */
+/** Records what was published (ko's Recorder, for --image-refs). */
 export function recordPublishes(inner: Publisher): RecordingPublisher {
-  const slots: Array<Published | undefined> = [];
+  const records: Published[] = [];
   return {
-    get records() {
-      return slots.filter((entry): entry is Published => entry !== undefined);
-    },
+    records,
     async publish(result, context) {
-      const slot = slots.push(undefined) - 1;
       const published = await inner.publish(result, context);
-      slots[slot] = published;
+      records.push(published);
       return published;
     },
   };

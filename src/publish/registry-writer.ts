@@ -249,7 +249,7 @@ function imageManifest(image: Image): ManifestToPut {
 }
 
 /** What ko prints: name@sha256:…, or name:tag@sha256:… when the only tag is not latest. */
-export function printedReference(name: string, tags: readonly string[], digest: string): string {
+function printedReference(name: string, tags: readonly string[], digest: string): string {
   const onlyTag = tags.length === 1 && tags[0] !== 'latest' ? `:${tags[0]}` : '';
   return `${name}${onlyTag}@${digest}`;
 }
@@ -265,7 +265,7 @@ function emitBlob(events: EventBus, action: 'existing' | 'known' | 'mounted' | '
 }
 
 /** Runs `work` over `items` with at most `limit` at once; the first failure rejects. */
-export async function runLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+async function runLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) {

@@ -2,7 +2,8 @@
 // (RFC 7235), building Basic headers, choosing token scopes, checking a token realm is safe to
 // send credentials to, and caching Bearer tokens per (registry, scope set) until they expire.
 import { isIP } from 'node:net';
-import { isLoopbackRegistry, registryHostname } from './reference.js';
+import { isLoopbackHost } from '../net/loopback.js';
+import { registryHostname } from './reference.js';
 
 export interface Challenge {
   /** Lower-cased auth scheme, e.g. `basic`, `bearer`. */
@@ -146,7 +147,7 @@ export function realmProblem(realm: string, registry: string, registryIsTls: boo
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (isPrivateOrLoopbackIp(host)) {
     const registryHost = registryHostname(registry);
-    const registryLocal = isLoopbackRegistry(registry) || isPrivateOrLoopbackIp(registryHost);
+    const registryLocal = isLoopbackHost(registry) || isPrivateOrLoopbackIp(registryHost);
     if (!registryLocal && url.host !== registry) return `token realm "${realm}" points at a private address`;
   }
   return undefined;

@@ -92,6 +92,10 @@ export async function openBlobStream(transport: RegistryTransport, repo: Reposit
   const size = Number(header(res, 'content-length') ?? -1);
   const verify = digestVerifier(digest, operation);
   res.body.on('error', (err) => verify.destroy(networkError(err, operation, repo.registry, signal)));
+  // A reader that stops early (an abort) gives the connection back instead of holding it until a timeout.
+  verify.once('close', () => {
+    if (!res.body.destroyed) res.body.destroy();
+  });
   return { size, stream: res.body.pipe(verify) };
 }
 

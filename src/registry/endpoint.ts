@@ -5,6 +5,7 @@
 import { getCACertificates, rootCertificates } from 'node:tls';
 import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
+import { abortable } from '../abort.js';
 import { isLoopbackHost } from '../net/loopback.js';
 import { type Challenge, preferredChallenge } from './auth.js';
 import type { Dispatch, Endpoint, RegistryRequest } from './dispatch.js';
@@ -95,7 +96,7 @@ export class Endpoints {
   /** Where to talk to a registry; remembered once it has answered. */
   resolve(registry: string, operation: string, signal: AbortSignal | undefined): Promise<Endpoint> {
     const known = this.#known.get(registry);
-    if (known !== undefined) return known;
+    if (known !== undefined) return abortable(known, signal);
     const loopback = isLoopbackHost(registry);
     const insecure = isInsecureRegistry(this.#options.insecureRegistries, registry);
     if (!loopback && !insecure) {
@@ -103,11 +104,12 @@ export class Endpoints {
       this.#known.set(registry, endpoint);
       return endpoint;
     }
-    const pending = this.#probe(registry, loopback, insecure, operation, signal);
+    // Shared by every caller, so it runs without any one caller's signal; each waits on its own.
+    const pending = this.#probe(registry, loopback, insecure, operation, undefined);
     this.#known.set(registry, pending);
     // A registry that is down now may be up on the next call: only an answer is remembered.
     pending.catch(() => this.#known.delete(registry));
-    return pending;
+    return abortable(pending, signal);
   }
 
   /**

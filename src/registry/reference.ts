@@ -153,4 +153,3 @@ export function registryHostname(registry: string): string {
 }
 
 /** Registries tsko talks plain http to: the one loopback rule, under the name registry code uses. */
-export { isLoopbackHost as isLoopbackRegistry } from '../net/loopback.js';

@@ -111,5 +111,6 @@ function locate(err: unknown, reference: KoReference): unknown {
     cause: err,
     ...(error.hint ? { hint: error.hint } : {}),
     ...(error.detail ? { detail: error.detail } : {}),
+    ...(error.diagnostics ? { diagnostics: error.diagnostics } : {}),
   });
 }

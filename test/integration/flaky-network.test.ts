@@ -2,8 +2,8 @@
 // before and after the registry acted, 500/502/503, 429 with Retry-After, slow answers), 50
 // consecutive builds each push a new binary layer, every retry shows as an event, and every image
 // reads back intact with skopeo (straight from the registry) and unpacks with umoci. The 50 run
-// in-process through makePipeline + buildAndPublish, as `tsko build` does; a few real CLI runs
-// through the same proxy follow.
+// in-process through one pipeline's builder and one registry writer (a tag each), as a dev session
+// keeps them; a few real CLI runs through the same proxy follow.
 import assert from 'node:assert/strict';
 import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

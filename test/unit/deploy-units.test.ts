@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import { validateConfig } from '../../src/config/validate.js';
 import { resolveManifests } from '../../src/deploy/kube-manifests.js';
 import { diagnosePods, rolloutStatus, type Deployment, type Pod } from '../../src/deploy/kube-rollout.js';
-import { assertRegistryReachable, isLoopbackHost } from '../../src/deploy/loopback.js';
+import { assertRegistryReachable } from '../../src/deploy/loopback.js';
+import { isLoopbackHost } from '../../src/net/loopback.js';
 import { makeTempDir } from '../support/tmp.js';
 
 const deployment = (generation: number, spec: number | undefined, status: NonNullable<Deployment['status']>): Deployment => ({

@@ -1,12 +1,9 @@
 // The one loopback rule (src/net/loopback.ts) that the registry client, the deploy targets and
-// the embedded registry's bind check share: every spelling the three used to accept, and none
-// that names another machine.
+// the embedded registry's bind check all call: every spelling the three copies it replaced used
+// to accept, and none that names another machine.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isLoopbackHost as deployIsLoopback } from '../../src/deploy/loopback.js';
 import { isLoopbackHost } from '../../src/net/loopback.js';
-import { isLoopbackRegistry } from '../../src/registry/reference.js';
-import { isLoopbackHost as serverIsLoopback } from '../../src/registry/server/address.js';
 
 const LOOPBACK = [
   // names
@@ -33,14 +30,5 @@ describe('isLoopbackHost', () => {
 
   it('refuses every other host', () => {
     for (const host of ELSEWHERE) assert.equal(isLoopbackHost(host), false, host);
-  });
-
-  it('is the same rule under the old names', () => {
-    for (const host of [...LOOPBACK, ...ELSEWHERE]) {
-      const expected = isLoopbackHost(host);
-      assert.equal(deployIsLoopback(host), expected, `deploy: ${host}`);
-      assert.equal(serverIsLoopback(host), expected, `server: ${host}`);
-      assert.equal(isLoopbackRegistry(host), expected, `registry: ${host}`);
-    }
   });
 });

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TskoError } from '../../src/errors.js';
-import { formatReference, isLoopbackRegistry, parseReference, parseRepository } from '../../src/registry/reference.js';
+import { isLoopbackHost as isLoopbackRegistry } from '../../src/net/loopback.js';
+import { formatReference, parseReference, parseRepository } from '../../src/registry/reference.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 

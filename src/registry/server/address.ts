@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { TskoError } from '../../errors.js';
 
 // Only a loopback bind may run without auth; the rule is shared with the client and deploy targets.
-export { isLoopbackHost } from '../../net/loopback.js';
 
 export const DEFAULT_REGISTRY_ADDR = '127.0.0.1:5001';
 

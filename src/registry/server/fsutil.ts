@@ -1,9 +1,8 @@
 // Durable file operations for the registry store: a write becomes visible only by rename after
 // its bytes were fsynced, and the directory is fsynced after the rename so the new name survives
 // a power cut as well as a kill -9.
-import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { fsyncDir, writeFileAtomic as writeAtomic } from '../../atomic-file.js';
 
 export { fsyncDir };
@@ -15,11 +14,6 @@ export async function fsyncFile(path: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-/** A temp-file name in `tmpDir`; callers rename it into place (same filesystem as the root). */
-export function tempPath(tmpDir: string, label: string): string {
-  return join(tmpDir, `${label}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
 /** Write `data` to `target` atomically and durably, its temp file in the store's `tmpDir`. */

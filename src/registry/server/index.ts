@@ -4,14 +4,15 @@
 import { createServer, type Server } from 'node:http';
 import { abortError } from '../../abort.js';
 import { TskoError } from '../../errors.js';
-import { DEFAULT_REGISTRY_ADDR, formatAddress, isLoopbackHost, parseListenAddress } from './address.js';
+import { isLoopbackHost } from '../../net/loopback.js';
+import { DEFAULT_REGISTRY_ADDR, formatAddress, parseListenAddress } from './address.js';
 import { createAuthenticator, type RegistryAuth } from './auth.js';
 import { createContext } from './context.js';
 import { createRequestHandler } from './router.js';
 import { TSKO_REGISTRY_HEADER } from './respond.js';
 import { createStore } from './store.js';
 
-export { DEFAULT_REGISTRY_ADDR, defaultRegistryRoot, isLoopbackHost, parseListenAddress } from './address.js';
+export { DEFAULT_REGISTRY_ADDR, defaultRegistryRoot, parseListenAddress } from './address.js';
 export { loadHtpasswd, loadTokenFile, parseHtpasswd, type RegistryAuth } from './auth.js';
 export { gcRegistry, retainLatest, DEFAULT_RETAIN, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type RetainOptions, type RetainResult } from './gc.js';
 export { TSKO_REGISTRY_HEADER } from './respond.js';
