@@ -77,14 +77,15 @@ export class BaseResolver {
     }
   }
 
-  private async resolveUncached(name: string, platform: Platform, signal?: AbortSignal): Promise<BaseImage> {
+  /** Runs for every caller at once, so with no caller's signal (see resolve). */
+  private async resolveUncached(name: string, platform: Platform): Promise<BaseImage> {
     if (name === BUILTIN_STATIC) return builtinStaticBase(platform);
     if (name.startsWith('builtin://')) {
       throw new TskoError('BASE_IMAGE', `unknown builtin base "${name}"`, { hint: `the builtin base is ${BUILTIN_STATIC}` });
     }
     const ref = this.parse(name);
     try {
-      return await this.resolveRemote(name, ref, platform, signal);
+      return await this.resolveRemote(name, ref, platform);
     } catch (err) {
       if (isTskoError(err) && (err.code === 'BASE_IMAGE' || err.code === 'ABORTED')) throw err;
       const reason = err instanceof Error ? err.message : String(err);
@@ -95,8 +96,8 @@ export class BaseResolver {
     }
   }
 
-  private async resolveRemote(name: string, ref: Reference, platform: Platform, signal?: AbortSignal): Promise<BaseImage> {
-    const top = await this.fetchManifest(ref, signal);
+  private async resolveRemote(name: string, ref: Reference, platform: Platform): Promise<BaseImage> {
+    const top = await this.fetchManifest(ref);
     let manifest = top;
     if (isIndexMediaType(top.mediaType)) {
       const index = JSON.parse(top.bytes.toString('utf8')) as IndexJson;
@@ -105,10 +106,10 @@ export class BaseResolver {
         const offered = index.manifests.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ');
         throw new TskoError('BASE_IMAGE', `base image ${name} has no ${formatPlatform(platform)} image`, { hint: `it offers: ${offered}` });
       }
-      manifest = await this.fetchManifest({ registry: ref.registry, repository: ref.repository, digest: child.digest }, signal);
+      manifest = await this.fetchManifest({ registry: ref.registry, repository: ref.repository, digest: child.digest });
     }
     const parsed = JSON.parse(manifest.bytes.toString('utf8')) as ManifestJson;
-    const configBytes = await this.fetchBlob(ref, parsed.config.digest, signal);
+    const configBytes = await this.fetchBlob(ref, parsed.config.digest);
     const config = JSON.parse(configBytes.toString('utf8')) as ImageConfigJson;
     const diffIds = config.rootfs?.diff_ids ?? [];
     if (diffIds.length !== parsed.layers.length) {

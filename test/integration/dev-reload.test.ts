@@ -2,9 +2,11 @@
 // and ends `cancelled` (its stage too), the old pipeline closes only after that, the service is
 // resolved again, and the next iteration builds with the new config — here a `builds` entry whose
 // ldflags set the text the service answers with. A config that does not load is one error event;
-// the loop keeps running on the config that worked.
+// the loop keeps running on the config that worked. Changed target settings (the front port) make
+// a new target; one that cannot be made (the port is taken) is retried on the next reload.
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { EventOf, TskoEvent } from '../../src/events.js';
@@ -27,8 +29,11 @@ describe('tsko dev when its config changes', () => {
     const source = (await readFile(main, 'utf8')).replace('const version = "hello v1"', 'var version = "hello v1"');
     const slowToListen = source.replace('import (\n', 'import (\n\t"time"\n').replace('\tlog.Printf("hello: listening', '\ttime.Sleep(4 * time.Second)\n\tlog.Printf("hello: listening');
     await writeFile(main, source);
+    // The front port comes from the config (a flag would win over it), so a config edit can move it.
     const port = await freePort();
-    const dev = startDev(['--port', String(port)], { cwd: hello.dir, env: hello.env });
+    const base = `${BASE}, dev: { port: ${port} }`;
+    await writeFile(config, `export default { ${base} };\n`);
+    const dev = startDev([], { cwd: hello.dir, env: hello.env });
     t.after(() => {
       if (dev.child.exitCode === null) dev.child.kill('SIGKILL');
     });
@@ -43,7 +48,7 @@ describe('tsko dev when its config changes', () => {
     await writeFile(main, slowToListen);
     const waiting = await dev.waitFor((e) => e.type === 'stage.start' && e.stage === 'ready', { from: mark, timeoutMs: 60_000 });
     const inFlight = waiting.iteration as number;
-    await writeFile(config, `export default { ${BASE}, builds: [{ main: '.', ldflags: ['-X main.version=hello-from-builds'] }] };\n`);
+    await writeFile(config, `export default { ${base}, builds: [{ main: '.', ldflags: ['-X main.version=hello-from-builds'] }] };\n`);
 
     const cancelled = (await dev.waitFor((e) => isEnd(e) && e.iteration === inFlight, { from: mark, timeoutMs: 30_000 })) as End;
     assert.equal(cancelled.result, 'cancelled', JSON.stringify(cancelled));
@@ -61,7 +66,7 @@ describe('tsko dev when its config changes', () => {
 
     // A config that does not load: one error event naming it; nothing is rebuilt; the service serves on.
     mark = dev.events.length;
-    await writeFile(config, `export default { ${BASE}, builds: [{ main: '.', ldflags: 7 }] };\n`);
+    await writeFile(config, `export default { ${base}, builds: [{ main: '.', ldflags: 7 }] };\n`);
     const error = await dev.waitFor((e) => e.type === 'error', { from: mark, timeoutMs: 30_000 });
     assert.ok(error.type === 'error' && error.error.code === 'CONFIG_INVALID' && /builds\[0\]\.ldflags/.test(error.error.message), JSON.stringify(error));
     assert.equal(dev.events.slice(mark).filter((e) => e.type === 'iteration.start').length, 0, 'a broken config starts no iteration');
@@ -69,10 +74,32 @@ describe('tsko dev when its config changes', () => {
 
     // Fixed again, without the builds entry: no ldflags, so the source's own text is back.
     mark = dev.events.length;
-    await writeFile(config, `export default { ${BASE} };\n`);
+    await writeFile(config, `export default { ${base} };\n`);
     const back = (await dev.waitFor((e) => isEnd(e) && e.result !== 'cancelled', { from: mark, timeoutMs: 120_000 })) as End;
     assert.equal(back.result, 'deployed', JSON.stringify(back));
     assert.equal(await front(), 'hello v1\n');
+
+    // The target's settings change (another front port): a new target serves there, the old port closes.
+    const moved = await freePort();
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(moved, '127.0.0.1', resolve));
+    t.after(() => void blocker.close());
+    mark = dev.events.length;
+    await writeFile(config, `export default { ${BASE}, dev: { port: ${moved} } };\n`);
+    // The port is taken: the target cannot be made, said once, and each deploy fails with why.
+    const taken = await dev.waitFor((e) => e.type === 'error' && e.service === 'hello', { from: mark, timeoutMs: 30_000 });
+    assert.ok(taken.type === 'error' && /127\.0\.0\.1:\d+|in use|EADDRINUSE/.test(taken.error.message), JSON.stringify(taken));
+    const refused = (await dev.waitFor((e) => isEnd(e) && e.result !== 'cancelled', { from: mark, timeoutMs: 60_000 })) as End;
+    assert.equal(refused.result, 'deploy-failed', JSON.stringify(refused));
+    // Freed, and the config saved again: the next reload makes the target it could not make before.
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    mark = dev.events.length;
+    await writeFile(config, `export default { ${BASE}, dev: { port: ${moved} } }; // again\n`);
+    const served = (await dev.waitFor((e) => isEnd(e) && e.result !== 'cancelled', { from: mark, timeoutMs: 120_000 })) as End;
+    assert.equal(served.result, 'deployed', JSON.stringify(served));
+    assert.equal(served.url, `http://127.0.0.1:${moved}`);
+    assert.equal((await httpGet(`http://127.0.0.1:${moved}/`)).body, 'hello v1\n');
+    await assert.rejects(httpGet(`http://127.0.0.1:${port}/`), 'the old front port is closed');
 
     dev.child.kill('SIGINT');
     assert.notEqual(await dev.exited(5000), 'timeout');
