@@ -22,7 +22,7 @@ export interface CommandSession {
 }
 
 /** The reporter of a one-shot command: plain lines on stderr. */
-export function commandReporter(events: EventBus, verbose: boolean): Reporter {
+function commandReporter(events: EventBus, verbose: boolean): Reporter {
   return createReporter('plain', { events, stdout: process.stdout, stderr: process.stderr, verbose });
 }
 

@@ -12,6 +12,7 @@ import type { Image } from '../image/types.js';
 import type { Target } from '../deploy/target.js';
 import type { ResolvedTarget } from '../publish/builder.js';
 import type { Pipeline } from '../publish/pipeline.js';
+import { NOTHING_PUSHED, type PublishStats } from '../publish/publisher.js';
 import { stage } from '../stage.js';
 
 export interface IterationRequest {
@@ -58,7 +59,8 @@ export async function runIteration(request: IterationRequest): Promise<Iteration
     events.emit({ type: 'stage.start', stage: 'trigger' });
     events.emit({ type: 'stage.end', stage: 'trigger', ms: started - since, ok: true });
   }
-  const outcome: Omit<IterationOutcome, 'ms'> & { pushed?: { bytesPushed: number; blobsPushed: number; blobsSkipped: number } } = { result: 'build-failed' };
+  const outcome: Omit<IterationOutcome, 'ms'> = { result: 'build-failed' };
+  let pushed: PublishStats = NOTHING_PUSHED;
   try {
     // A save changed the sources: nothing built or pushed before may be reused.
     request.pipeline.invalidate(request.target.pkg.importPath);
@@ -77,7 +79,7 @@ export async function runIteration(request: IterationRequest): Promise<Iteration
     outcome.result = 'push-failed';
     const published = await request.pipeline.publisher.publish(built, { events, signal });
     outcome.reference = published.reference;
-    outcome.pushed = { ...published.stats };
+    pushed = published.stats;
 
     outcome.result = 'deploy-failed';
     throwIfAborted(signal);
@@ -97,20 +99,20 @@ export async function runIteration(request: IterationRequest): Promise<Iteration
 
   function finish(): IterationOutcome {
     const ms = now() - since;
-    const { pushed, ...rest } = outcome;
+    const { reference, revision, url, error } = outcome;
     events.emit({
       type: 'iteration.end',
-      result: rest.result,
+      result: outcome.result,
       ms,
-      ...(rest.reference ? { reference: rest.reference } : {}),
-      ...(rest.revision ? { revision: rest.revision } : {}),
-      ...(rest.url ? { url: rest.url } : {}),
-      bytesPushed: pushed?.bytesPushed ?? 0,
-      blobsPushed: pushed?.blobsPushed ?? 0,
-      blobsSkipped: pushed?.blobsSkipped ?? 0,
-      ...(rest.error ? { error: rest.error } : {}),
+      ...(reference ? { reference } : {}),
+      ...(revision ? { revision } : {}),
+      ...(url ? { url } : {}),
+      bytesPushed: pushed.bytesPushed,
+      blobsPushed: pushed.blobsPushed,
+      blobsSkipped: pushed.blobsSkipped,
+      ...(error ? { error } : {}),
     });
-    return { ...rest, ms };
+    return { ...outcome, ms };
   }
 }
 

@@ -19,7 +19,7 @@ export interface ServiceLoopOptions {
   events: EventBus;
   /** Quiet time after the last save before building (bursts become one build). */
   debounceMs: number;
-  /** The clock saves are timed with (this.now(); tests pass a mocked one). */
+  /** The clock saves are timed with (performance.now() by default; tests pass a mocked one). */
   now?: () => number;
 }
 

@@ -5,8 +5,7 @@ import { TskoError } from '../errors.js';
 import { formatPlatform } from '../go/platform.js';
 import { writeOciLayout, writeOciLayoutIndex } from '../image/layout.js';
 import { writeTarball } from '../image/tarball.js';
-import { imageName } from './naming.js';
-import { NOTHING_PUSHED, type ImageNaming, type Published, type Publisher } from './publisher.js';
+import { imageNameFor, NOTHING_PUSHED, type ImageNaming, type Published, type Publisher } from './publisher.js';
 import type { BuildResult } from './platforms.js';
 
 export function layoutPublisher(dir: string, tag: string): Publisher {
@@ -24,7 +23,7 @@ export function tarballPublisher(file: string, naming: ImageNaming): Publisher {
   return {
     async publish(result, { events, signal }) {
       if (result.index) throw tarballPlatformsError(result.importPath, platformsOf(result));
-      const name = imageName(naming.dockerRepo, result.importPath, naming.naming);
+      const name = imageNameFor(naming, result.importPath);
       await writeTarball(file, onlyImage(result), { repoTags: naming.tags.map((tag) => `${name}:${tag}`), ...(signal ? { signal } : {}) });
       events.emit({ type: 'log', level: 'info', message: `Wrote ${result.importPath} to tarball ${file}` });
       return fileResult(result, `${file}@${result.digest}`);

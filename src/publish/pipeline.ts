@@ -35,7 +35,6 @@ export interface PipelineOptions {
 export interface Pipeline {
   readonly config: ResolvedConfig;
   readonly client: RegistryClient;
-  readonly bases: BaseResolver;
   readonly builder: Builder;
   /** Every sink the config asks for, with SBOMs, the push stage and retention. */
   readonly publisher: Publisher;
@@ -99,7 +98,6 @@ export function makePipeline(config: ResolvedConfig, options: PipelineOptions): 
   const pipeline: Pipeline = {
     config,
     client,
-    bases,
     builder,
     publisher: caching,
     get published() {

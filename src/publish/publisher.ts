@@ -5,7 +5,7 @@
 // the `push` stage and registry retention — and `makePipeline` wires them in one place.
 import type { EventBus } from '../events.js';
 import type { Platform } from '../image/types.js';
-import type { NamingMode } from './naming.js';
+import { imageName, type NamingMode } from './naming.js';
 import type { BuildResult } from './platforms.js';
 
 export interface PublishContext {
@@ -48,6 +48,11 @@ export interface ImageNaming {
   naming: NamingMode;
   /** Deduplicated; the first gets the push, the others are extra manifest PUTs. */
   tags: readonly string[];
+}
+
+/** The image name (without tag or digest) `naming` gives an import path. */
+export function imageNameFor(naming: ImageNaming, importPath: string): string {
+  return imageName(naming.dockerRepo, importPath, naming.naming);
 }
 
 export const NOTHING_PUSHED: PublishStats = Object.freeze({ blobsPushed: 0, blobsSkipped: 0, bytesPushed: 0 });

@@ -4,14 +4,13 @@
 // `name:tag@digest` without touching a registry.
 import { TskoError } from '../errors.js';
 import { parseRepository, type Repository } from '../registry/reference.js';
-import { imageName } from './naming.js';
 import type { BuildResult } from './platforms.js';
-import { NOTHING_PUSHED, type ImageNaming, type Published, type PublishedChild, type Publisher } from './publisher.js';
+import { imageNameFor, NOTHING_PUSHED, type ImageNaming, type Published, type PublishedChild, type Publisher } from './publisher.js';
 import type { RegistryWriter } from './registry-writer.js';
 
 /** The repository images of `importPath` go to; a KO_DOCKER_REPO that makes no valid name fails here. */
 export function imageRepository(naming: ImageNaming, importPath: string): Repository {
-  const name = imageName(naming.dockerRepo, importPath, naming.naming);
+  const name = imageNameFor(naming, importPath);
   try {
     return parseRepository(name);
   } catch (err) {
@@ -22,20 +21,13 @@ export function imageRepository(naming: ImageNaming, importPath: string): Reposi
   }
 }
 
-export interface RegistryPublisher extends Publisher {
-  readonly writer: RegistryWriter;
-  readonly naming: ImageNaming;
-}
-
-export function registryPublisher(writer: RegistryWriter, naming: ImageNaming): RegistryPublisher {
+export function registryPublisher(writer: RegistryWriter, naming: ImageNaming): Publisher {
   return {
-    writer,
-    naming,
     async publish(result, context) {
       const repository = imageRepository(naming, result.importPath);
       if (result.index) {
         const written = await writer.writeIndex(result.index, repository, naming.tags, context);
-        return { importPath: result.importPath, reference: written.reference, digest: written.digest, children: childrenOf(imageName(naming.dockerRepo, result.importPath, naming.naming), result), sboms: [], stats: statsOf(written.stats) };
+        return { importPath: result.importPath, reference: written.reference, digest: written.digest, children: childrenOf(imageNameFor(naming, result.importPath), result), sboms: [], stats: statsOf(written.stats) };
       }
       const image = result.images[0];
       if (!image) throw new TskoError('INTERNAL', `nothing was built for ${result.importPath}`);
@@ -49,7 +41,7 @@ export function registryPublisher(writer: RegistryWriter, naming: ImageNaming): 
 export function noPushPublisher(naming: ImageNaming): Publisher {
   return {
     publish(result) {
-      const name = imageName(naming.dockerRepo, result.importPath, naming.naming);
+      const name = imageNameFor(naming, result.importPath);
       const children = result.index ? childrenOf(name, result) : undefined;
       return Promise.resolve({
         importPath: result.importPath,

@@ -9,8 +9,7 @@ import type { GoRunOptions } from '../go/toolchain.js';
 import { attachmentTag, fileArtifact } from '../image/artifact.js';
 import { SPDX_JSON } from '../image/media-types.js';
 import type { BuiltImage } from './builder.js';
-import { imageName } from './naming.js';
-import type { ImageNaming, PublishContext, Publisher } from './publisher.js';
+import { imageNameFor, type ImageNaming, type PublishContext, type Publisher } from './publisher.js';
 import { imageRepository } from './registry-publisher.js';
 import type { RegistryWriter } from './registry-writer.js';
 import { sbomFileName, spdxBytes, spdxDocument } from './sbom.js';
@@ -30,7 +29,7 @@ export interface SbomOptions {
 export function withSboms(inner: Publisher, options: SbomOptions): Publisher {
   return {
     async publish(result, context) {
-      const name = imageName(options.naming.dockerRepo, result.importPath, options.naming.naming);
+      const name = imageNameFor(options.naming, result.importPath);
       const sboms = await Promise.all(result.images.map((built) => makeSbom(built, name, options.go, context.signal)));
       if (options.dir) await writeSboms(options.dir, result.images, sboms, context);
       const published = await inner.publish(result, context);
