@@ -40,7 +40,7 @@ async function runDeploy(importPath: string, flags: LoopCommandFlags, verbose: b
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const repo = await resolveDockerRepo(config, events, controller.signal);
-  const pipeline = makePipeline(config, { events, dockerRepo: repo.dockerRepo });
+  const pipeline = makePipeline(config, { events, dockerRepo: repo.dockerRepo, inProcess: repo.inProcess });
   let target: Target | undefined;
   try {
     // Before anything is built: a remote cluster cannot pull from this machine's loopback.

@@ -100,6 +100,7 @@ async function runDev(targets: string[], flags: LoopCommandFlags, verbose: boole
       events,
       dockerRepo: repo.dockerRepo,
       ...(repo.embedded ? { embeddedRoot: repo.embedded.root } : {}),
+      ...(repo.inProcess ? { inProcess: repo.inProcess } : {}),
       // Targets come from the config the session holds now: a reload with other target settings
       // makes new ones, and checks again that the new target can pull from the registry.
       makeTarget: async (service, request, index, current) => {

@@ -4,6 +4,7 @@
 import { TskoError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import { EMBEDDED_REPO, isEmbeddedRepo, type ResolvedConfig } from '../config/resolve.js';
+import type { InProcessRegistry } from '../publish/registry-writer.js';
 import { parseRepository } from '../registry/reference.js';
 import { defaultRegistryRoot, ensureEmbeddedRegistry } from '../registry/server/index.js';
 
@@ -12,6 +13,8 @@ export interface DockerRepo {
   dockerRepo: string;
   /** Set when images go to the embedded registry. */
   embedded?: { address: string; root: string; started: boolean };
+  /** The embedded registry when this process serves it (then layers are handed over, not uploaded). */
+  inProcess?: InProcessRegistry;
   close(): Promise<void>;
 }
 
@@ -25,6 +28,7 @@ export async function resolveDockerRepo(config: ResolvedConfig, events: EventBus
     return {
       dockerRepo: running.address + value.slice(EMBEDDED_REPO.length),
       embedded: { address: running.address, root, started: running.started },
+      ...(running.adoptBlob ? { inProcess: { address: running.address, adoptBlob: running.adoptBlob } } : {}),
       close: () => running.close(),
     };
   }

@@ -32,7 +32,7 @@ export async function openCommandSession(inline: InlineConfig, verbose: boolean)
   const config = await resolveConfig(inline);
   for (const message of config.warnings) events.emit({ type: 'log', level: 'warn', message });
   const repo = await resolveDockerRepo(config, events);
-  const pipeline = makePipeline(config, { events, dockerRepo: repo.dockerRepo });
+  const pipeline = makePipeline(config, { events, dockerRepo: repo.dockerRepo, inProcess: repo.inProcess });
 
   const controller = new AbortController();
   const onSignal = () => controller.abort(new TskoError('ABORTED', 'interrupted'));

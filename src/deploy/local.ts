@@ -13,7 +13,7 @@ import { formatPlatform, hostPlatform, samePlatform } from '../go/platform.js';
 import type { EventBus } from '../events.js';
 import { FrontProxy } from './front-proxy.js';
 import { Revision } from './revision.js';
-import type { DeployRequest, DeployResult, Rollout, Target } from './target.js';
+import type { DeployRequest, DeployResult, EarlyDeployRequest, Rollout, Target } from './target.js';
 import { removeTree, type CloneMode } from './tree.js';
 import { pruneChains, unpackImage, type UnpackResult } from './unpack.js';
 
@@ -165,11 +165,17 @@ class LocalTargetImpl implements LocalTarget {
     return this.active?.revision.name;
   }
 
+  deploy(request: DeployRequest): Promise<Rollout> {
+    return this.deployBeforePush({ ...request, pushed: Promise.resolve(request.reference) });
+  }
+
   /**
    * Deploys run one at a time: each waits for the one before it to be serving or to have failed.
-   * The turn is held from the unpack until the rollout's ready() settles.
+   * The turn is held from the unpack until the rollout's ready() settles. The revision starts from
+   * the image's own layers (the binary linked, not extracted) while the push may still run; it is
+   * switched to only once it answers and the push is complete.
    */
-  deploy(request: DeployRequest): Promise<Rollout> {
+  deployBeforePush(request: EarlyDeployRequest): Promise<Rollout> {
     if (this.closing) return Promise.reject(new TskoError('ABORTED', 'the local target is closed'));
     const turn = this.queue;
     let release!: () => void;
@@ -198,7 +204,7 @@ class LocalTargetImpl implements LocalTarget {
   }
 
   /** Unpacks the image into a new revision dir and starts its entrypoint on a free port. */
-  private async start(request: DeployRequest, signal: AbortSignal): Promise<Starting> {
+  private async start(request: EarlyDeployRequest, signal: AbortSignal): Promise<Starting> {
     const { service, iteration, events, image } = request;
     throwIfAborted(signal, `deploy of ${service} iteration ${iteration} aborted`);
     const newest = this.newest.get(service);
@@ -225,11 +231,16 @@ class LocalTargetImpl implements LocalTarget {
   }
 
   /** Waits for the started revision to answer, then switches the front port to it and retires the old one. */
-  private async finish(starting: Starting, request: DeployRequest, signal: AbortSignal): Promise<DeployResult> {
+  private async finish(starting: Starting, request: EarlyDeployRequest, signal: AbortSignal): Promise<DeployResult> {
     const { name, dir, port, revision, unpacked } = starting;
     const { service, iteration, events } = request;
     try {
-      const readyMs = await revision.waitReady({ timeoutMs: this.readyTimeoutMs, signal });
+      const [readyMs] = await Promise.all([
+        revision.waitReady({ timeoutMs: this.readyTimeoutMs, signal }),
+        request.pushed.catch((err: unknown) => {
+          throw new TskoError('DEPLOY', `${name} is not switched to: its image was not pushed (${(err as Error).message})`, { cause: err });
+        }),
+      ]);
       // close() or a newer save may have come while it got ready: then it is not switched to.
       throwIfAborted(signal, `deploy of ${name} aborted`);
       const previous = this.active;

@@ -1,7 +1,8 @@
 // Where a dev-loop iteration (or `tsko deploy`) sends a pushed image: the local target runs it on
 // this machine; Kubernetes and Cloud Run targets roll it out remotely. One interface in two steps
 // — the target's own call, then the wait for the new revision — so the loop times `deploy` and
-// `ready` as two stages that never overlap, and does not know which target it drives.
+// `ready` as two stages that never overlap, and does not know which target it drives. A target
+// that has the image's bytes already (the local one) may start before the push has finished.
 import type { EventBus } from '../events.js';
 import type { Image } from '../image/types.js';
 
@@ -31,6 +32,15 @@ export interface DeployResult {
   url?: string;
 }
 
+/**
+ * A deploy started while the image is still being pushed (see Target.deployBeforePush): the
+ * reference comes with the push.
+ */
+export interface EarlyDeployRequest extends Omit<DeployRequest, 'reference'> {
+  /** Resolves to the pushed image's reference once every blob and the manifest are in; rejects when the push fails. */
+  pushed: Promise<string>;
+}
+
 /** A rollout the target has started: waiting on it is the `ready` stage. */
 export interface Rollout {
   /**
@@ -48,6 +58,13 @@ export interface Target {
    * patches (or applies), Cloud Run updates the service. It does not wait for the revision to serve.
    */
   deploy(request: DeployRequest): Promise<Rollout>;
+  /**
+   * Only for a target that runs the image from its layers' own bytes (the local target): starts
+   * the new revision while the push is still running, so the loop need not wait for bytes the
+   * target already has. Its ready() switches to the revision only once `pushed` resolved — nothing
+   * serves an image the registry does not hold in full — and fails when the push fails.
+   */
+  deployBeforePush?(request: EarlyDeployRequest): Promise<Rollout>;
   /** Stops what the target started (local revisions, proxies); idempotent. */
   close(): Promise<void>;
 }

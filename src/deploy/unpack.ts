@@ -2,15 +2,19 @@
 // runtime's native snapshotter does: layers applied in order (layer-apply.ts: tar semantics, OCI
 // whiteouts, nothing outside the rootfs). Everything below the top layer is cached as one
 // extracted tree per layer chain (keyed like OCI chain IDs, since a layer's result depends on what
-// lies under it), so a warm revision clones that tree (tree.ts) and extracts only the new top layer.
+// lies under it), so a warm revision clones that tree (tree.ts) and adds only the new top layer —
+// linking its files when the layer lists them as files on this machine (the binary layer tsko just
+// wrote: nothing to read or extract), else extracting it.
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { constants as fsConstants } from 'node:fs';
+import { chmod, copyFile, link, lstat, mkdir, readdir, rename } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { throwIfAborted } from '../abort.js';
 import { digestHex } from '../image/digest.js';
 import { readLayer } from '../image/layer.js';
-import type { Layer } from '../image/types.js';
-import { applyLayer } from './layer-apply.js';
+import type { Layer, LayerFile } from '../image/types.js';
+import { applyLayer, archivePath } from './layer-apply.js';
+import { TskoError } from '../errors.js';
 import { cloneTree, removeTree, type CloneMode } from './tree.js';
 
 export interface UnpackOptions {
@@ -57,8 +61,42 @@ export async function unpackImage(layers: readonly Layer[], rootfs: string, opti
     await cloneTree(join(options.cacheDir, ids.at(-1) as string), rootfs, clone);
   }
   throwIfAborted(options.signal);
-  await applyLayer(await readLayer(top, options.signal), rootfs, options.signal, layerName(top));
+  if (top.files) await placeFiles(top.files, rootfs, clone);
+  else await applyLayer(await readLayer(top, options.signal), rootfs, options.signal, layerName(top));
   return { chains, layers: layers.length, cachedLayers, ms: performance.now() - started };
+}
+
+/**
+ * Puts a layer's entries, given as files on this machine, into `root`: directories made, files
+ * linked (or copied) over whatever lies at their path, final directory modes set last so a
+ * read-only directory can still be filled. The result is the tree extracting the layer would give.
+ */
+async function placeFiles(files: readonly LayerFile[], root: string, clone: CloneMode): Promise<void> {
+  const dirModes: Array<[string, number]> = [];
+  for (const file of files) {
+    const path = join(root, archivePath(file.name));
+    if (file.type === 'directory') {
+      await mkdir(path, { recursive: true, mode: 0o700 });
+      dirModes.push([path, file.mode]);
+      continue;
+    }
+    if (file.source === undefined) throw new TskoError('INTERNAL', `layer file ${file.name} has no source`);
+    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    await removeTree(path);
+    if (clone === 'link') {
+      const linked = await link(file.source, path).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EXDEV' && err.code !== 'EMLINK' && err.code !== 'EPERM') throw err;
+          return false;
+        },
+      );
+      if (linked) continue;
+    }
+    await copyFile(file.source, path, fsConstants.COPYFILE_FICLONE);
+    await chmod(path, file.mode & 0o7777);
+  }
+  for (const [path, mode] of dirModes.reverse()) await chmod(path, mode & 0o7777);
 }
 
 /** OCI chain IDs of each prefix of `layers`, as hex (usable as directory names). */

@@ -1,7 +1,8 @@
 // One iteration of the loop, for `tsko dev` (every save) and `tsko deploy` (once): build, skip
 // everything when the program is the one serving, push, deploy, wait until it serves. Each stage
-// runs through `stage()`, so its `ok` is its real outcome, and the stages never overlap (`deploy`
-// is the target's own call, `ready` the wait after it). The iteration ends with one result:
+// runs through `stage()`, so its `ok` is its real outcome. `deploy` is the target's own call and
+// `ready` the wait after it; for a target that runs the image from its own bytes (the local one)
+// `deploy` runs alongside `push`, and `ready` comes after both. The iteration ends with one result:
 // deployed, unchanged, build-, push- or deploy-failed, or cancelled when its signal aborted.
 import { throwIfAborted } from '../abort.js';
 import { TskoError, isAbortError, toErrorInfo } from '../errors.js';
@@ -9,7 +10,7 @@ import { withFields, type ErrorInfo, type EventBus, type IterationResult } from 
 import { linkIdentity } from '../go/buildid.js';
 import { sha256 } from '../image/digest.js';
 import type { Image } from '../image/types.js';
-import type { Target } from '../deploy/target.js';
+import type { Rollout, Target } from '../deploy/target.js';
 import type { ResolvedTarget } from '../publish/builder.js';
 import type { Pipeline } from '../publish/pipeline.js';
 import { NOTHING_PUSHED, type PublishStats } from '../publish/publisher.js';
@@ -77,14 +78,35 @@ export async function runIteration(request: IterationRequest): Promise<Iteration
     // Superseded meanwhile: a newer save's image is what must go out, not this one.
     throwIfAborted(signal);
     outcome.result = 'push-failed';
-    const published = await request.pipeline.publisher.publish(built, { events, signal });
-    outcome.reference = published.reference;
-    pushed = published.stats;
-
-    outcome.result = 'deploy-failed';
-    throwIfAborted(signal);
-    const deployRequest = { service, iteration, reference: published.reference, importPath: built.importPath, image: image.image, events, signal };
-    const rollout = await stage(events, 'deploy', () => request.deployTo.deploy(deployRequest), {}, signal);
+    const publishing = request.pipeline.publisher.publish(built, { events, signal });
+    const deployRequest = { service, iteration, importPath: built.importPath, image: image.image, events, signal };
+    const { deployTo } = request;
+    let rollout: Rollout;
+    if (deployTo.deployBeforePush) {
+      // The revision starts while the push runs; it serves only once the push is complete.
+      publishing.catch(() => undefined);
+      const pushedReference = publishing.then((published) => published.reference);
+      pushedReference.catch(() => undefined);
+      const early = deployTo.deployBeforePush.bind(deployTo);
+      const deploying = stage(events, 'deploy', () => early({ ...deployRequest, pushed: pushedReference }), {}, signal);
+      deploying.catch(() => undefined);
+      // The push's outcome comes first: a failed push is the iteration's result whatever the deploy did.
+      const published = await publishing.catch(async (err: unknown) => {
+        await deploying.then((started) => started.ready()).catch(() => undefined);
+        throw err;
+      });
+      outcome.reference = published.reference;
+      pushed = published.stats;
+      outcome.result = 'deploy-failed';
+      rollout = await deploying;
+    } else {
+      const published = await publishing;
+      outcome.reference = published.reference;
+      pushed = published.stats;
+      outcome.result = 'deploy-failed';
+      throwIfAborted(signal);
+      rollout = await stage(events, 'deploy', () => deployTo.deploy({ ...deployRequest, reference: published.reference }), {}, signal);
+    }
     const deployed = await stage(events, 'ready', () => rollout.ready(), {}, signal);
     Object.assign(outcome, { result: 'deployed', identity, revision: deployed.revision, ...(deployed.url ? { url: deployed.url } : {}) });
   } catch (err) {

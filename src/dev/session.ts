@@ -13,6 +13,7 @@ import type { EventBus } from '../events.js';
 import type { Target } from '../deploy/target.js';
 import { serviceNameOf } from '../publish/naming.js';
 import { makePipeline, type Pipeline } from '../publish/pipeline.js';
+import type { InProcessRegistry } from '../publish/registry-writer.js';
 import type { Repository } from '../registry/reference.js';
 import { retainLatest } from '../registry/server/index.js';
 import { computeScope, scopeContains, type ServiceScope } from './scope.js';
@@ -29,6 +30,8 @@ export interface DevSessionOptions {
   dockerRepo: string;
   /** The embedded registry's storage, when images go there: the session keeps dev.keepImages per repository. */
   embeddedRoot?: string;
+  /** The embedded registry, when this process serves it. */
+  inProcess?: InProcessRegistry;
   /** A target for one service, from the config's dev settings; index counts the services. */
   makeTarget: (service: string, request: DevService, index: number, config: ResolvedConfig) => Promise<Target>;
 }
@@ -71,6 +74,7 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
     return makePipeline(resolved, {
       events,
       dockerRepo: options.dockerRepo,
+      inProcess: options.inProcess,
       ...(root ? { retain: (repository: Repository) => retainLatest(root, repository.repository, dev().keepImages) } : {}),
     });
   };

@@ -89,7 +89,29 @@ export interface Layer {
   mediaType: string;
   /** Set for a base's layers: a push to the same registry mounts them from here instead of uploading. */
   origin?: BlobOrigin;
+  /**
+   * Set for the layers tsko writes to disk: the file holding exactly the `digest` bytes. A registry
+   * in this same process takes the file by hard link instead of receiving its bytes over HTTP.
+   */
+  path?: string;
+  /**
+   * Set when every entry of the layer is a file or directory on this machine: what the layer
+   * holds, in order, so the local target can link the files into a rootfs instead of extracting
+   * the tar. The files are private snapshots (nothing rewrites them), so the rootfs runs the very
+   * bytes the layer holds.
+   */
+  files?: readonly LayerFile[];
   open(signal?: AbortSignal): Promise<Readable>;
+}
+
+/** One entry of a layer whose content is a file on this machine (see Layer.files). */
+export interface LayerFile {
+  /** Path inside the image, without a leading slash (`ko-app/hello`). */
+  name: string;
+  type: 'directory' | 'file';
+  mode: number;
+  /** For a file: where its content is on this machine. */
+  source?: string;
 }
 
 export interface Image {

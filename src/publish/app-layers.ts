@@ -1,29 +1,51 @@
 // The two layers tsko adds on top of a base: kodata/ (always, even when empty, so KO_DATA_PATH
 // exists) and the Go binary, each with fixed modes and times so they are reproducible.
-import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import { chmod, lstat, readdir, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { TskoError } from '../errors.js';
 import { KO_APP_DIR, KODATA_ROOT } from '../image/assemble.js';
+import type { LayerFiles } from '../image/layer-files.js';
 import { writeLayer, type LayerCompression, type TarEntry } from '../image/layer-writer.js';
-import type { Layer } from '../image/types.js';
+import type { Layer, LayerFile } from '../image/types.js';
 
 const READ_ONLY_EXEC = 0o555;
 
-export async function binaryLayer(binaryPath: string, appName: string, mediaType: string, compression: LayerCompression = 'gzip'): Promise<Layer> {
-  const info = await stat(binaryPath);
+/**
+ * The binary's layer. With `into`, the binary is first snapshotted there (a hard link: go build
+ * replaces its output on the next save), the layer is packed from the snapshot and lists it in
+ * `files`, so the local target runs exactly the bytes the layer holds without extracting them.
+ */
+export async function binaryLayer(binaryPath: string, appName: string, mediaType: string, compression: LayerCompression = 'gzip', into?: LayerFiles): Promise<Layer> {
+  const source = into ? await into.snapshot(binaryPath) : binaryPath;
+  if (into) await chmod(source, READ_ONLY_EXEC);
+  const info = await stat(source);
   const dir = KO_APP_DIR.slice(1);
-  return writeLayer(
-    [
+  const name = `${dir}/${appName}`;
+  const entries: TarEntry[] = [
+    { name: dir, type: 'directory', mode: READ_ONLY_EXEC },
+    { name, type: 'file', mode: READ_ONLY_EXEC, content: { path: source, size: info.size } },
+  ];
+  try {
+    const layer = await writeLayer(entries, mediaType, compression, into);
+    if (!into) return layer;
+    const files: LayerFile[] = [
       { name: dir, type: 'directory', mode: READ_ONLY_EXEC },
-      { name: `${dir}/${appName}`, type: 'file', mode: READ_ONLY_EXEC, content: { path: binaryPath, size: info.size } },
-    ],
-    mediaType,
-    compression,
-  );
+      { name, type: 'file', mode: READ_ONLY_EXEC, source },
+    ];
+    return { ...layer, files };
+  } catch (err) {
+    if (into) await into.remove([source]);
+    throw err;
+  }
+}
+
+/** Every file of LayerFiles a layer uses (its bytes, its snapshots), for removing them once it is replaced. */
+export function filesOfLayer(layer: Layer): string[] {
+  return [...(layer.path ? [layer.path] : []), ...(layer.files ?? []).flatMap((file) => (file.source ? [file.source] : []))];
 }
 
 /** kodata/ of the package dir under /var/run/ko; symlinks are followed but may not leave kodata/. */
-export async function kodataLayer(packageDir: string, mediaType: string, mtimeSeconds: number, compression: LayerCompression = 'gzip'): Promise<Layer> {
+export async function kodataLayer(packageDir: string, mediaType: string, mtimeSeconds: number, compression: LayerCompression = 'gzip', into?: LayerFiles): Promise<Layer> {
   const root = join(packageDir, 'kodata');
   const entries: TarEntry[] = [{ name: KODATA_ROOT.slice(1), type: 'directory', mode: READ_ONLY_EXEC, mtime: mtimeSeconds }];
   const rootInfo = await stat(root).catch(() => undefined);
@@ -31,7 +53,7 @@ export async function kodataLayer(packageDir: string, mediaType: string, mtimeSe
     const realRoot = await realpath(root);
     await walkKodata(root, realRoot, KODATA_ROOT.slice(1), mtimeSeconds, entries, new Set([realRoot]));
   }
-  return writeLayer(entries, mediaType, compression);
+  return writeLayer(entries, mediaType, compression, into);
 }
 
 async function walkKodata(dir: string, realRoot: string, prefix: string, mtime: number, out: TarEntry[], seen: Set<string>): Promise<void> {

@@ -14,7 +14,8 @@ import { familyOf, MEDIA_TYPES, OCI_LAYER } from '../image/media-types.js';
 import type { LayerCompression } from '../image/layer-writer.js';
 import type { Layer, Platform } from '../image/types.js';
 import { readGoBuildId } from '../go/buildid.js';
-import { binaryLayer, kodataLayer } from './app-layers.js';
+import type { LayerFiles } from '../image/layer-files.js';
+import { binaryLayer, filesOfLayer, kodataLayer } from './app-layers.js';
 import { stage } from '../stage.js';
 import type { BaseResolver } from './base.js';
 import { isLocalPath, type Builder, type BuildContext, type BuiltImage, type ImageOptions, type ResolvedTarget } from './builder.js';
@@ -24,12 +25,17 @@ export interface GoBuilderOptions {
   config: ResolvedConfig;
   bases: BaseResolver;
   image?: ImageOptions;
+  /** Where app layers are written (else memory); layers replaced by a newer build are removed from it. */
+  layerFiles?: LayerFiles;
 }
 
 export class GoBuilder implements Builder {
   private readonly config: ResolvedConfig;
   private readonly bases: BaseResolver;
   private readonly imageOptions: ImageOptions;
+  private readonly layerFiles: LayerFiles | undefined;
+  /** The app layers last made per output path, whose files go once a newer build replaces them. */
+  private readonly appLayers = new Map<string, Layer[]>();
   private buildImportPaths: Promise<Map<string, ResolvedBuild>> | undefined;
   /** The last binary layer per output path, keyed by build ID: an unchanged binary is not re-tarred. */
   private readonly binaryLayers = new Map<string, { buildId: string; mediaType: string; layer: Layer }>();
@@ -38,6 +44,7 @@ export class GoBuilder implements Builder {
     this.config = options.config;
     this.bases = options.bases;
     this.imageOptions = options.image ?? {};
+    this.layerFiles = options.layerFiles;
   }
 
   async resolve(target: string, signal?: AbortSignal): Promise<ResolvedTarget> {
@@ -108,9 +115,10 @@ export class GoBuilder implements Builder {
         const kodataSeconds = epochSeconds(this.config.kodataDateEpoch, 'KO_DATA_DATE_EPOCH');
         const buildId = await readGoBuildId(output).catch(() => undefined);
         const [kodata, binary] = await Promise.all([
-          kodataLayer(pkg.dir, layerType, kodataSeconds, compression),
+          kodataLayer(pkg.dir, layerType, kodataSeconds, compression, this.layerFiles),
           this.binaryLayerFor(output, appName, layerType, buildId, compression),
         ]);
+        await this.replaceAppLayers(output, [kodata, binary]);
         const image = appendAppLayers(base, {
           importPath,
           appName,
@@ -141,9 +149,21 @@ export class GoBuilder implements Builder {
   private async binaryLayerFor(output: string, appName: string, mediaType: string, buildId: string | undefined, compression: LayerCompression): Promise<Layer> {
     const cached = this.binaryLayers.get(output);
     if (buildId && cached && cached.buildId === buildId && cached.mediaType === mediaType) return cached.layer;
-    const layer = await binaryLayer(output, appName, mediaType, compression);
+    const layer = await binaryLayer(output, appName, mediaType, compression, this.layerFiles);
     if (buildId) this.binaryLayers.set(output, { buildId, mediaType, layer });
     return layer;
+  }
+
+  /**
+   * The files of the layers an output's previous build made and this one no longer uses. Only the
+   * superseded iteration that built them could still want them; it reads through what it opened.
+   */
+  private async replaceAppLayers(output: string, layers: Layer[]): Promise<void> {
+    const previous = this.appLayers.get(output);
+    this.appLayers.set(output, layers);
+    if (!previous || !this.layerFiles) return;
+    const kept = new Set(layers.flatMap(filesOfLayer));
+    await this.layerFiles.remove(previous.flatMap(filesOfLayer).filter((path) => !kept.has(path)));
   }
 
   private goRun(cwd: string, signal?: AbortSignal) {

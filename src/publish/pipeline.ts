@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { ResolvedConfig } from '../config/resolve.js';
 import type { EventBus } from '../events.js';
 import { formatPlatform } from '../go/platform.js';
+import { LayerFiles } from '../image/layer-files.js';
 import type { Platform } from '../image/types.js';
 import { RegistryClient } from '../registry/client.js';
 import type { Repository } from '../registry/reference.js';
@@ -20,7 +21,7 @@ import { buildForPlatforms, platformsToBuild, type BuildResult } from './platfor
 import { cachePublishes, multiPublisher, recordPublishes, retainAfterPush, stagePushes, type RecordingPublisher } from './publish-decorators.js';
 import type { ImageNaming, Published, PublishContext, Publisher } from './publisher.js';
 import { noPushPublisher, registryPublisher } from './registry-publisher.js';
-import { RegistryWriter } from './registry-writer.js';
+import { RegistryWriter, type InProcessRegistry } from './registry-writer.js';
 import { withSboms } from './sbom-publisher.js';
 
 export interface PipelineOptions {
@@ -30,6 +31,8 @@ export interface PipelineOptions {
   dockerRepo: string;
   /** After each push to a repository (the embedded registry's retention in `tsko dev`). */
   retain?: (repository: Repository) => Promise<unknown>;
+  /** The embedded registry, when this process serves it: layer files are handed to it, not uploaded. */
+  inProcess?: InProcessRegistry | undefined;
 }
 
 export interface Pipeline {
@@ -65,13 +68,19 @@ export function makePipeline(config: ResolvedConfig, options: PipelineOptions): 
     userAgent: 'tsko/0.1',
   });
   const bases = new BaseResolver({ client, cacheDir: join(config.cacheDir, 'base') });
-  const goBuilder = new GoBuilder({ config, bases, image: build.image });
+  // App layers go to files, not memory: a daemon's memory stays flat whatever the binary's size.
+  const layerFiles = new LayerFiles(join(config.cacheDir, 'layer-files'));
+  const goBuilder = new GoBuilder({ config, bases, image: build.image, layerFiles });
   // --jobs bounds the go builds of the whole command, every import path and platform together;
   // an import path named several times is built once (the dev loop invalidates it on each save).
   const builder = cacheBuilds(limitBuilds(goBuilder, createLimiter(build.jobs)));
 
   const naming: ImageNaming = { dockerRepo: options.dockerRepo, naming: build.naming, tags: build.tags };
-  const writer = new RegistryWriter({ client, locations: new BlobLocations(join(config.cacheDir, 'blob-locations')) });
+  const writer = new RegistryWriter({
+    client,
+    locations: new BlobLocations(join(config.cacheDir, 'blob-locations')),
+    ...(options.inProcess ? { inProcess: options.inProcess } : {}),
+  });
   const pushing = registryPublisher(writer, naming);
   let primary: Publisher = build.push ? pushing : noPushPublisher(naming);
   const pushSboms = build.push && build.sbom === 'spdx';
@@ -118,7 +127,9 @@ export function makePipeline(config: ResolvedConfig, options: PipelineOptions): 
       const target = typeof spec === 'string' ? await builder.resolve(spec, context.signal) : spec;
       return caching.publish(await pipeline.build(target, context), context);
     },
-    close: () => client.close(),
+    close: async () => {
+      await Promise.all([client.close(), layerFiles.close()]);
+    },
   };
   return pipeline;
 }

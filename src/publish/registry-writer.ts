@@ -2,8 +2,9 @@
 // pushes only what the registry lacks: a HEAD on the tag first (same digest → nothing to do),
 // then per blob: remembered as present, HEAD, cross-repo mount for base layers in the same
 // registry (or wherever this registry was seen to hold the blob), else an upload of the bytes the
-// layer opens (a base layer from another registry is thus copied once). Blobs go before the
-// manifest, so no tag ever points at an incomplete image.
+// layer opens (a base layer from another registry is thus copied once; a layer file is streamed
+// from disk), or, for the embedded registry this same process serves, the layer file handed over
+// by path. Blobs go before the manifest, so no tag ever points at an incomplete image.
 import type { Readable } from 'node:stream';
 import { TskoError, isAbortError } from '../errors.js';
 import type { EventBus } from '../events.js';
@@ -49,8 +50,16 @@ interface ManifestToPut {
   digest: string;
 }
 
+/** A registry this very process serves: a blob already in a file is handed over, not sent over HTTP. */
+export interface InProcessRegistry {
+  /** `host:port`, as repositories name it. */
+  readonly address: string;
+  adoptBlob(repository: string, digest: string, file: string, size: number): Promise<'stored' | 'existing'>;
+}
+
 export interface RegistryWriterOptions {
   client: RegistryClient;
+  inProcess?: InProcessRegistry;
   /** Parallel blob uploads per image (ggcr's default is 4). */
   concurrency?: number;
   /** Where blobs were put before, for cross-repo mounts; default: this process only. */
@@ -62,11 +71,14 @@ interface BlobToPush {
   digest: string;
   size: number;
   origin?: BlobOrigin;
+  /** The file holding the bytes, for a layer tsko wrote. */
+  path?: string;
   open(signal?: AbortSignal): Promise<Readable>;
 }
 
 export class RegistryWriter {
   private readonly client: RegistryClient;
+  private readonly inProcess: InProcessRegistry | undefined;
   private readonly concurrency: number;
   private readonly locations: BlobLocations;
   /** Blobs known to be in a repository, so a warm push HEADs nothing it has seen. */
@@ -76,6 +88,7 @@ export class RegistryWriter {
 
   constructor(options: RegistryWriterOptions) {
     this.client = options.client;
+    this.inProcess = options.inProcess;
     this.concurrency = options.concurrency ?? 4;
     this.locations = options.locations ?? new BlobLocations();
   }
@@ -210,6 +223,11 @@ export class RegistryWriter {
   }
 
   private async pushBlobOnce(repository: Repository, blob: BlobToPush, signal: AbortSignal | undefined, events: EventBus): Promise<'pushed' | 'skipped'> {
+    if (blob.path && this.inProcess?.address === repository.registry) {
+      const outcome = await this.inProcess.adoptBlob(repository.repository, blob.digest, blob.path, blob.size);
+      emitBlob(events, outcome === 'existing' ? 'existing' : 'pushed', repository, blob);
+      return outcome === 'existing' ? 'skipped' : 'pushed';
+    }
     if (await this.client.headBlob(repository, blob.digest, signal)) {
       emitBlob(events, 'existing', repository, blob);
       return 'skipped';
@@ -225,9 +243,14 @@ export class RegistryWriter {
         return 'skipped';
       }
     }
-    // Read whole once: a retried upload sends these bytes again instead of fetching them again.
-    const data = await readLayer(blob, signal);
-    await this.client.uploadBlob(repository, blob.digest, data.length, () => data, signal);
+    if (blob.path) {
+      // A file on disk: streamed, and opened again by a retried upload.
+      await this.client.uploadBlob(repository, blob.digest, blob.size, () => blob.open(signal), signal);
+    } else {
+      // Read whole once: a retried upload sends these bytes again instead of fetching them again.
+      const data = await readLayer(blob, signal);
+      await this.client.uploadBlob(repository, blob.digest, data.length, () => data, signal);
+    }
     // A layer from another registry (or one whose mount was refused) is a copy; later pushes mount it.
     emitBlob(events, blob.origin ? 'copied' : 'pushed', repository, blob);
     return 'pushed';

@@ -6,6 +6,7 @@ import { abortError } from '../../abort.js';
 import { TskoError } from '../../errors.js';
 import { isLoopbackHost } from '../../net/loopback.js';
 import { DEFAULT_REGISTRY_ADDR, formatAddress, parseListenAddress } from './address.js';
+import { adoptBlobFile } from './adopt.js';
 import { createAuthenticator, type RegistryAuth } from './auth.js';
 import { createContext } from './context.js';
 import { createRequestHandler } from './router.js';
@@ -34,6 +35,11 @@ export interface RunningRegistry {
   address: string;
   url: string;
   root: string;
+  /**
+   * Only for code in this same process that may write to it unauthenticated (the embedded
+   * registry tsko started for itself): stores a blob from a file on this machine without HTTP.
+   */
+  adoptBlob?(repository: string, digest: string, file: string, size: number): Promise<'stored' | 'existing'>;
   close(): Promise<void>;
 }
 
@@ -96,6 +102,7 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
     address,
     url: `http://${address}`,
     root: options.root,
+    adoptBlob: (repository, digest, file, size) => adoptBlobFile(store, repository, digest, file, size),
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
