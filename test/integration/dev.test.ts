@@ -3,6 +3,8 @@
 // keeps the old text serving, a comment-only edit pushes nothing, a save during a build cancels
 // it, and Ctrl-C leaves no process behind.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -11,6 +13,7 @@ import { descendants, isAlive, startDev } from '../support/dev-process.js';
 import { freePort } from '../support/docker-registry.js';
 import { goCacheDir } from '../support/go-env.js';
 import { checkImage, httpGet } from '../support/image-check.js';
+import * as tar from 'tar-stream';
 import { makeTempDir } from '../support/tmp.js';
 import { repoRoot } from '../support/tsko-cli.js';
 
@@ -26,12 +29,13 @@ describe('tsko dev on a copy of examples/hello', () => {
     const original = await readFile(main, 'utf8');
     const save = (text: string) => writeFile(main, text);
     const port = await freePort();
+    const registryAddr = `127.0.0.1:${await freePort()}`;
     const dev = startDev(['--port', String(port)], {
       cwd: dir,
       env: {
         XDG_CACHE_HOME: await makeTempDir('dev-cache', t),
         GOCACHE: goCacheDir(),
-        TSKO_REGISTRY_ADDR: `127.0.0.1:${await freePort()}`,
+        TSKO_REGISTRY_ADDR: registryAddr,
         KO_DOCKER_REPO: undefined,
       },
     });
@@ -63,6 +67,12 @@ describe('tsko dev on a copy of examples/hello', () => {
     assert.ok((second.bytesPushed ?? 0) > 0);
     const secondTrigger = dev.events.slice(mark).find((e) => e.type === 'iteration.start');
     assert.deepEqual(secondTrigger?.type === 'iteration.start' && secondTrigger.trigger, [main]);
+    // The revision was started from the built binary (linked, not extracted from the pushed
+    // layer), so check that what it runs is byte for byte what the registry holds for the image.
+    const running = revisionExecutable(dev.child.pid as number, second.revision as string);
+    const pushed = await pushedBinary(registryAddr, second.reference as string, 'ko-app/hello');
+    assert.equal(sha256(running), sha256(pushed), 'the revision runs the bytes the registry holds');
+    assert.match(pushed.toString('latin1'), /hello v2/, 'the new build');
 
     // 3. A compile error is reported with file:line, and v2 keeps serving.
     mark = dev.events.length;
@@ -112,3 +122,42 @@ describe('tsko dev on a copy of examples/hello', () => {
     await assert.rejects(httpGet(`http://127.0.0.1:${port}/`, 1000), 'the front port is closed');
   });
 });
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** The executable a running revision's process runs (through /proc, so even a replaced file is read as it ran). */
+function revisionExecutable(devPid: number, revision: string): Buffer {
+  for (const pid of descendants(devPid)) {
+    let argv0: string;
+    try {
+      argv0 = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? '';
+    } catch {
+      continue;
+    }
+    if (argv0.includes(`/${revision}/`)) return readFileSync(`/proc/${pid}/exe`);
+  }
+  throw new Error(`no process of revision ${revision} under ${devPid}`);
+}
+
+/** A file of the image's top layer as the registry serves it, each blob checked against its digest. */
+async function pushedBinary(registry: string, reference: string, file: string): Promise<Buffer> {
+  const [name, digest] = reference.split('@') as [string, string];
+  const repository = name.slice(registry.length + 1);
+  const get = async (path: string, accept?: string) => {
+    const res = await fetch(`http://${registry}/v2/${repository}/${path}`, accept ? { headers: { accept } } : {});
+    assert.equal(res.status, 200, `GET ${path}`);
+    const body = Buffer.from(await res.arrayBuffer());
+    assert.equal(`sha256:${sha256(body)}`, path.split('/').pop(), `${path} holds the bytes its digest names`);
+    return body;
+  };
+  const manifest = JSON.parse((await get(`manifests/${digest}`, 'application/vnd.oci.image.manifest.v1+json')).toString()) as { layers: Array<{ digest: string }> };
+  const top = await get(`blobs/${manifest.layers.at(-1)?.digest}`);
+  const extract = tar.extract();
+  extract.end(top);
+  for await (const entry of extract) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of entry) chunks.push(chunk as Buffer);
+    if (entry.header.name === file) return Buffer.concat(chunks);
+  }
+  throw new Error(`${file} is not in the top layer of ${reference}`);
+}

@@ -180,3 +180,102 @@ describe('the iteration runner', () => {
     assert.deepEqual(starts(run.events), ['build', 'layer', 'push', 'deploy', 'ready']);
   });
 });
+
+/** A publisher that pushes only once `release` is called (or fails then, with `failWith`). */
+function gatedPublisher(failWith?: Error): Publisher & { release(): void; settled: boolean } {
+  const inner = fixedPublisher('registry.test/team');
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const gated = {
+    settled: false,
+    release: () => open(),
+    async publish(...args: Parameters<Publisher['publish']>) {
+      await gate;
+      gated.settled = true;
+      if (failWith) throw failWith;
+      return inner.publish(...args);
+    },
+  };
+  return gated;
+}
+
+/** A target like the local one: it starts before the push, and its ready() waits for the push. */
+function earlyTarget(fail?: 'deploy'): Target & { calls: string[]; pushedWith: Array<string | Error> } {
+  const calls: string[] = [];
+  const pushedWith: Array<string | Error> = [];
+  const target = {
+    kind: 'local' as const,
+    calls,
+    pushedWith,
+    deploy(): Promise<Rollout> {
+      throw new Error('deploy() must not be called for a target that deploys before the push');
+    },
+    async deployBeforePush(request: Parameters<NonNullable<Target['deployBeforePush']>>[0]): Promise<Rollout> {
+      calls.push('deploy');
+      if (fail === 'deploy') throw new TskoError('DEPLOY', 'cannot start the revision');
+      return {
+        async ready() {
+          calls.push('ready');
+          const reference = await request.pushed.catch((err: Error) => err);
+          pushedWith.push(reference);
+          if (reference instanceof Error) throw new TskoError('DEPLOY', 'not switched to: the push failed');
+          return { revision: 'app-00001' };
+        },
+      };
+    },
+    close: async () => undefined,
+  };
+  return target;
+}
+
+describe('the iteration runner with a target that deploys before the push', () => {
+  it('starts the revision while the push is still running, and serves only after the push completed', async () => {
+    const publisher = gatedPublisher();
+    const run = setup({ build: await fixedImage(APP, 'v1'), publisher });
+    const target = earlyTarget();
+    run.request.deployTo = target;
+    const running = runIteration(run.request);
+    // Bounded wait until the target was called: the push is still held at its gate.
+    for (let i = 0; i < 200 && !target.calls.includes('deploy'); i++) await new Promise((resolve) => setTimeout(resolve, 1));
+    assert.deepEqual(target.calls, ['deploy'], 'the revision started');
+    assert.equal(publisher.settled, false, 'before the push finished');
+    assert.ok(!run.events.some((e) => e.type === 'stage.end' && e.stage === 'push'), 'the push stage is still open');
+    assert.ok(run.events.some((e) => e.type === 'stage.end' && e.stage === 'deploy' && e.ok), 'the deploy stage ended ok meanwhile');
+    publisher.release();
+    const outcome = await running;
+    assert.equal(outcome.result, 'deployed');
+    assert.deepEqual(target.calls, ['deploy', 'ready']);
+    assert.deepEqual(target.pushedWith, [outcome.reference], 'ready() got the pushed reference');
+    // ready starts only after the push ended.
+    const order = run.events.filter((e) => e.type === 'stage.start' || e.type === 'stage.end').map((e) => `${e.type === 'stage.start' ? '>' : '<'}${(e as EventOf<'stage.start'>).stage}`);
+    assert.ok(order.indexOf('>ready') > order.indexOf('<push'), order.join(' '));
+  });
+
+  it('ends push-failed when the push fails, releasing the started revision without a ready stage', async () => {
+    const publisher = gatedPublisher(new TskoError('REGISTRY_AUTH', 'registry.test denied the push'));
+    const run = setup({ build: await fixedImage(APP, 'v1'), publisher });
+    const target = earlyTarget();
+    run.request.deployTo = target;
+    const running = runIteration(run.request);
+    for (let i = 0; i < 200 && !target.calls.includes('deploy'); i++) await new Promise((resolve) => setTimeout(resolve, 1));
+    publisher.release();
+    const outcome = await running;
+    assert.equal(outcome.result, 'push-failed');
+    assert.equal(outcome.error?.code, 'REGISTRY_AUTH');
+    assert.deepEqual(target.calls, ['deploy', 'ready'], 'ready() was still called once, to release the revision');
+    assert.ok(target.pushedWith[0] instanceof Error, 'and it saw the push fail');
+    assert.ok(!starts(run.events).includes('ready'), 'no ready stage after a failed push');
+  });
+
+  it('ends deploy-failed when the revision cannot start though the push succeeded', async () => {
+    const publisher = gatedPublisher();
+    publisher.release();
+    const run = setup({ build: await fixedImage(APP, 'v1'), publisher });
+    run.request.deployTo = earlyTarget('deploy');
+    const outcome = await runIteration(run.request);
+    assert.equal(outcome.result, 'deploy-failed');
+    assert.equal(outcome.error?.message, 'cannot start the revision');
+    assert.ok(outcome.reference, 'the push went through');
+    assert.ok(ends(run.events).includes('push:ok') && ends(run.events).includes('deploy:failed'));
+  });
+});
