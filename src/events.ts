@@ -47,8 +47,9 @@ export type TskoEvent =
   | (Base & { type: 'stage.start'; stage: Stage; importPath?: string; platform?: string })
   /**
    * `ok` is the stage's real outcome: false when it failed or was cancelled (then `cancelled` is
-   * true: a newer save, a config change or shutdown stopped it). Stages never overlap: `deploy` is
-   * the target's own call (unpack and start; PATCH; service update), `ready` the wait after it.
+   * true: a newer save, a config change or shutdown stopped it). `deploy` is the target's own call
+   * (link and start; PATCH; service update), `ready` the wait after it; stages follow each other
+   * except the local target's `deploy`, which runs alongside `push`.
    */
   | (Base & { type: 'stage.end'; stage: Stage; importPath?: string; platform?: string; ms: number; ok: boolean; cancelled?: boolean })
   | (Base & { type: 'go.build'; importPath: string; platform: string; output: string; ms: number })

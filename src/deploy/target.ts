@@ -1,7 +1,7 @@
 // Where a dev-loop iteration (or `tsko deploy`) sends a pushed image: the local target runs it on
 // this machine; Kubernetes and Cloud Run targets roll it out remotely. One interface in two steps
 // — the target's own call, then the wait for the new revision — so the loop times `deploy` and
-// `ready` as two stages that never overlap, and does not know which target it drives. A target
+// `ready` as two stages one after the other, and does not know which target it drives. A target
 // that has the image's bytes already (the local one) may start before the push has finished.
 import type { EventBus } from '../events.js';
 import type { Image } from '../image/types.js';

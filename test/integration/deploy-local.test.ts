@@ -10,7 +10,7 @@ import { createServer as createHttpServer, request as httpRequest, type Incoming
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
@@ -24,7 +24,7 @@ import { createEventBus, withFields, type EventBus, type TskoEvent } from '../..
 import type { Digest } from '../../src/image/digest.js';
 import { memoryLayer, readLayer } from '../../src/image/layer.js';
 import type { Image, Layer } from '../../src/image/types.js';
-import { makePipeline } from '../../src/publish/pipeline.js';
+import { makePipeline, type Pipeline } from '../../src/publish/pipeline.js';
 import { stage } from '../../src/stage.js';
 import type { DeployResult } from '../../src/deploy/target.js';
 import { freePort } from '../support/docker-registry.js';
@@ -401,14 +401,14 @@ async function buildImage(cwd: string, target: string): Promise<Image> {
   const cacheHome = await makeTempDir('local-cache');
   const config = await resolveConfig({ cwd, env: { ...process.env, XDG_CACHE_HOME: cacheHome, GOCACHE: goCacheDir() }, fresh: true });
   const pipeline = makePipeline(config, { events: createEventBus(), dockerRepo: 'tsko.local' });
-  try {
-    const resolved = await pipeline.resolve(target);
-    const built = await pipeline.builder.build(resolved, { os: 'linux', architecture: 'amd64' }, { events: createEventBus() });
-    return built.image;
-  } finally {
-    await pipeline.close();
-  }
+  // Open until the suite ends: an image's app layers are files of its pipeline, gone when it closes.
+  openPipelines.push(pipeline);
+  const resolved = await pipeline.resolve(target);
+  const built = await pipeline.builder.build(resolved, { os: 'linux', architecture: 'amd64' }, { events: createEventBus() });
+  return built.image;
 }
+
+const openPipelines: Pipeline[] = [];
 
 /** A copy of `src` with `edits` applied to main.go, built with the builtin base. */
 async function buildEdited(src: string, edits: Array<[string, string]>): Promise<Image> {
@@ -531,6 +531,7 @@ describe('local target', { timeout: 240_000 }, () => {
     ]);
     images = { v1, v2, probe: probeImage, exits, sleeps, kodata };
   });
+  after(() => Promise.all(openPipelines.map((pipeline) => pipeline.close())));
 
   it('answers 503 before the first revision, then serves v1, then v2; the old process and its rootfs go', async (t) => {
     const h = await harness(t);
@@ -770,11 +771,12 @@ describe('local target', { timeout: 240_000 }, () => {
     assert.deepEqual(processesUnder(join(h.target.revisionsDir, 'hello-00002')), []);
     assert.equal(existsSync(join(h.target.revisionsDir, 'hello-00002')), false);
 
-    // Aborted while its layers are still being read: no process is started at all.
+    // Aborted while its layers are still being read: no process is started at all. (Without
+    // `files`, so the top layer is read and extracted rather than linked from the build.)
     const early = new AbortController();
     const slow: Image = {
       ...images.v2,
-      layers: images.v2.layers.map((layer) => ({
+      layers: images.v2.layers.map(({ files: _linkable, ...layer }) => ({
         ...layer,
         open: async (signal?: AbortSignal) => {
           early.abort();

@@ -89,18 +89,29 @@ const describeIteration = (s: Settled) => `iteration ${s.end.iteration}:\n${s.ev
 /**
  * (a) The --json stream: exactly these stage.ends, in this order, with these `ok`s (so one
  * failed stage, every earlier one ok, none after it), each after its own stage.start, none
- * cancelled; and the iteration's result.
+ * cancelled; and the iteration's result. With `overlap` (the local target) `deploy` runs
+ * alongside `push`: it starts after `layer` ended, the two may end in either order, and `ready`
+ * starts only after both ended.
  */
-function assertStream(s: Settled, result: End['result'], expected: Expected): void {
+function assertStream(s: Settled, result: End['result'], expected: Expected, overlap: boolean): void {
   assert.equal(s.end.result, result, `${describeIteration(s)}\nexpected ${result}`);
-  const starts = s.events.filter((e): e is EventOf<'stage.start'> => e.type === 'stage.start').map((e) => e.stage);
-  const ends = s.events.filter((e): e is EventOf<'stage.end'> => e.type === 'stage.end');
+  const stageEvents = s.events.filter((e): e is EventOf<'stage.start'> | EventOf<'stage.end'> => e.type === 'stage.start' || e.type === 'stage.end');
+  const at = (type: 'stage.start' | 'stage.end', stage: Stage) => stageEvents.findIndex((e) => e.type === type && e.stage === stage);
+  const inOrder = <T extends { stage: Stage }>(list: T[]) => (overlap ? [...list].sort((a, b) => STAGES.indexOf(a.stage) - STAGES.indexOf(b.stage)) : list);
+  const starts = inOrder(s.events.filter((e): e is EventOf<'stage.start'> => e.type === 'stage.start')).map((e) => e.stage);
+  const ends = inOrder(s.events.filter((e): e is EventOf<'stage.end'> => e.type === 'stage.end'));
   assert.deepEqual(
     ends.map((e) => [e.stage, e.ok]),
     expected,
     `stage.end (stage, ok) of ${describeIteration(s)}`,
   );
   assert.deepEqual(starts, expected.map(([stage]) => stage), `stage.start of ${describeIteration(s)}`);
+  if (overlap && at('stage.start', 'deploy') >= 0) {
+    assert.ok(at('stage.start', 'deploy') > at('stage.end', 'layer'), `deploy starts after layer: ${describeIteration(s)}`);
+    if (at('stage.start', 'ready') >= 0) {
+      assert.ok(at('stage.start', 'ready') > Math.max(at('stage.end', 'push'), at('stage.end', 'deploy')), `ready starts after push and deploy ended: ${describeIteration(s)}`);
+    }
+  }
   for (const e of ends) {
     assert.equal(e.cancelled, undefined, `no stage of a settled iteration is cancelled: ${JSON.stringify(e)}`);
     assert.ok(Number.isFinite(e.ms) && e.ms >= 0, `stage ${e.stage} has a duration: ${JSON.stringify(e)}`);
@@ -131,7 +142,13 @@ function assertDashboard(dev: DevProcess, s: Settled, expected: Expected): void 
 
 const ALL_OK: Expected = STAGES.map((stage) => [stage, true]);
 /** The stages up to `failed`: every earlier one ok, `failed` not. */
-function failingAt(failed: Stage): Expected {
+/**
+ * The stage.ends of an iteration failing at `failed`. On the local target (`overlap`) a failed
+ * push comes with the deploy that ran alongside it (it started the revision, which then is
+ * never switched to: no ready stage).
+ */
+function failingAt(failed: Stage, overlap = false): Expected {
+  if (overlap && failed === 'push') return [...failingAt('push'), ['deploy', true]];
   const index = STAGES.indexOf(failed);
   return STAGES.slice(0, index + 1).map((stage, i) => [stage, i < index]);
 }
@@ -296,9 +313,10 @@ describe('stage results of tsko dev --json, on every target', () => {
         }
       });
       const settledAll: Settled[] = [];
+      const overlap = kind === 'local';
       const check = (s: Settled, result: End['result'], expected: Expected) => {
         settledAll.push(s);
-        assertStream(s, result, expected);
+        assertStream(s, result, expected, overlap);
         assertDashboard(dev, s, expected);
         return s;
       };
@@ -321,7 +339,7 @@ describe('stage results of tsko dev --json, on every target', () => {
       // 3. The registry refuses the manifest (403, not retryable) for this save only: push ✗.
       const manifestPut = new RegExp(`^PUT /v2/${kind}/hello-[0-9a-f]+/manifests/`);
       proxy.script.push({ match: manifestPut, fault: { kind: 'status', status: 403 } });
-      const push = check(await saveAndSettle(dev, hello, sources.version('hello v3')), 'push-failed', failingAt('push'));
+      const push = check(await saveAndSettle(dev, hello, sources.version('hello v3')), 'push-failed', failingAt('push', overlap));
       assert.equal(proxy.script.length, 0, 'the scripted refusal was used');
       assert.ok(proxy.log.some((line) => manifestPut.test(line) && line.endsWith('-> 403 (injected)')), proxy.log.join('\n'));
       assert.match(push.end.error?.message ?? '', new RegExp(`^PUT manifest ${escapeRegExp(dockerRepo)}/hello-[0-9a-f]+:\\S+ failed: ${escapeRegExp(proxy.host)} answered 403 `), JSON.stringify(push.end.error));
@@ -360,7 +378,8 @@ describe('stage results of tsko dev --json, on every target', () => {
         const entry: HistoryEntry | undefined = service.history.find((h) => h.iteration === s.end.iteration);
         assert.equal(entry?.result, s.end.result);
         const okStages = s.events.filter((e) => e.type === 'stage.end' && e.ok).map((e) => (e as EventOf<'stage.end'>).stage);
-        assert.deepEqual(Object.keys(entry?.stages ?? {}), okStages, `timed stages of iteration ${s.end.iteration}`);
+        const byStage = (stages: string[]) => [...stages].sort((a, b) => STAGES.indexOf(a as Stage) - STAGES.indexOf(b as Stage));
+        assert.deepEqual(byStage(Object.keys(entry?.stages ?? {})), byStage(okStages), `timed stages of iteration ${s.end.iteration}`);
       }
 
       assert.equal(dev.child.exitCode, null, 'tsko dev is still running');

@@ -1,6 +1,6 @@
 // The iteration runner with the fixed Builder and Publisher and a scripted target: every stage's
 // stage.end says what really happened (ok only when it succeeded, cancelled when it was stopped),
-// deploy and ready never overlap, a failed stage ends the iteration with the matching result, and
+// deploy and ready follow each other (the local target's deploy runs alongside the push), a failed stage ends the iteration with the matching result, and
 // what the JSON reporter prints and the dashboard shows follow from those events.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
