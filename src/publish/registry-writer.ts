@@ -54,7 +54,7 @@ interface ManifestToPut {
 export interface InProcessRegistry {
   /** `host:port`, as repositories name it. */
   readonly address: string;
-  adoptBlob(repository: string, digest: string, file: string, size: number): Promise<'stored' | 'existing'>;
+  adoptBlob(repository: string, digest: string, source: { path: string; size: number } | { bytes: Uint8Array }): Promise<'stored' | 'existing'>;
 }
 
 export interface RegistryWriterOptions {
@@ -73,6 +73,8 @@ interface BlobToPush {
   origin?: BlobOrigin;
   /** The file holding the bytes, for a layer tsko wrote. */
   path?: string;
+  /** The bytes themselves, for a config or artifact file. */
+  bytes?: Buffer;
   open(signal?: AbortSignal): Promise<Readable>;
 }
 
@@ -223,8 +225,9 @@ export class RegistryWriter {
   }
 
   private async pushBlobOnce(repository: Repository, blob: BlobToPush, signal: AbortSignal | undefined, events: EventBus): Promise<'pushed' | 'skipped'> {
-    if (blob.path && this.inProcess?.address === repository.registry) {
-      const outcome = await this.inProcess.adoptBlob(repository.repository, blob.digest, blob.path, blob.size);
+    const local = blob.path !== undefined ? { path: blob.path, size: blob.size } : blob.bytes ? { bytes: blob.bytes } : undefined;
+    if (local && this.inProcess?.address === repository.registry) {
+      const outcome = await this.inProcess.adoptBlob(repository.repository, blob.digest, local);
       emitBlob(events, outcome === 'existing' ? 'existing' : 'pushed', repository, blob);
       return outcome === 'existing' ? 'skipped' : 'pushed';
     }
@@ -264,7 +267,7 @@ export class RegistryWriter {
 
 /** A config or artifact file as a blob to push. */
 function fileBlob(digest: Digest, data: Buffer): BlobToPush {
-  return memoryLayer({ digest, diffId: digest, mediaType: 'application/octet-stream' }, data);
+  return { ...memoryLayer({ digest, diffId: digest, mediaType: 'application/octet-stream' }, data), bytes: data };
 }
 
 function imageManifest(image: Image): ManifestToPut {

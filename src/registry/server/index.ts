@@ -6,7 +6,7 @@ import { abortError } from '../../abort.js';
 import { TskoError } from '../../errors.js';
 import { isLoopbackHost } from '../../net/loopback.js';
 import { DEFAULT_REGISTRY_ADDR, formatAddress, parseListenAddress } from './address.js';
-import { adoptBlobFile } from './adopt.js';
+import { adoptBlob, type BlobSource } from './adopt.js';
 import { createAuthenticator, type RegistryAuth } from './auth.js';
 import { createContext } from './context.js';
 import { createRequestHandler } from './router.js';
@@ -17,6 +17,7 @@ export { DEFAULT_REGISTRY_ADDR, defaultRegistryRoot, parseListenAddress } from '
 export { loadHtpasswd, loadTokenFile, parseHtpasswd, type RegistryAuth } from './auth.js';
 export { gcRegistry, retainLatest, DEFAULT_RETAIN, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type RetainOptions, type RetainResult } from './gc.js';
 export { TSKO_REGISTRY_HEADER } from './respond.js';
+export type { BlobSource } from './adopt.js';
 
 export interface RegistryServerOptions {
   /** `host:port`; default 127.0.0.1:5001. Port 0 picks a free port (see RunningRegistry.address). */
@@ -39,7 +40,7 @@ export interface RunningRegistry {
    * Only for code in this same process that may write to it unauthenticated (the embedded
    * registry tsko started for itself): stores a blob from a file on this machine without HTTP.
    */
-  adoptBlob?(repository: string, digest: string, file: string, size: number): Promise<'stored' | 'existing'>;
+  adoptBlob?(repository: string, digest: string, source: BlobSource): Promise<'stored' | 'existing'>;
   close(): Promise<void>;
 }
 
@@ -102,7 +103,7 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
     address,
     url: `http://${address}`,
     root: options.root,
-    adoptBlob: (repository, digest, file, size) => adoptBlobFile(store, repository, digest, file, size),
+    adoptBlob: (repository, digest, source) => adoptBlob(store, repository, digest, source),
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
