@@ -23,6 +23,7 @@ interface ServeFlags {
   htpasswd?: string;
   tokenFile?: string;
   maxBody?: number;
+  uploadIdleSeconds?: number;
 }
 
 interface GcFlags {
@@ -57,6 +58,7 @@ export function registerRegistryCommand(program: Command): void {
     .option('--htpasswd <file>', 'require Basic auth from this htpasswd file (bcrypt entries)')
     .option('--token-file <file>', 'require this token (as Bearer, or as the Basic password)')
     .option('--max-body <bytes>', 'largest blob accepted, in bytes', nonNegativeInteger)
+    .option('--upload-idle-seconds <n>', 'remove an upload session after this long without new bytes (default 3600)', nonNegativeInteger)
     .action(async (flags: ServeFlags) => {
       await serve(flags, Boolean(program.opts().verbose));
     });
@@ -96,7 +98,9 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
     ...(auth ? { auth } : {}),
     ...(flags.allowRemote ? { allowRemote: true } : {}),
     ...(flags.maxBody !== undefined ? { maxBlobBytes: flags.maxBody } : {}),
+    ...(flags.uploadIdleSeconds !== undefined ? { uploadIdleMs: Math.max(1, flags.uploadIdleSeconds) * 1000 } : {}),
     onError: (err) => say(`tsko registry: ${verbose && err instanceof Error && err.stack ? err.stack : String((err as Error)?.message ?? err)}`),
+    ...(verbose ? { onDebug: (message: string) => say(`tsko registry: debug: ${message}`) } : {}),
   });
   say(`tsko registry: serving ${running.url} (root ${root})`);
 
