@@ -58,7 +58,7 @@ function parseOptions(argv: string[]): Options {
     parallel: int('parallel', values.parallel, 20),
     getRounds: int('get-rounds', values['get-rounds'], quick ? 3 : 15),
     parallelRounds: int('parallel-rounds', values['parallel-rounds'], quick ? 2 : 7),
-    pushRounds: int('push-rounds', values['push-rounds'], quick ? 2 : 9),
+    pushRounds: int('push-rounds', values['push-rounds'], quick ? 2 : 11),
     maxMinutes: int('max-minutes', values['max-minutes'], quick ? 5 : 20),
     out: resolve(values.out ?? (quick ? join(REPO, 'dist', 'bench-registry-quick') : join(REPO, 'bench'))),
   };
