@@ -23,12 +23,16 @@ interface ServeFlags {
   htpasswd?: string;
   tokenFile?: string;
   maxBody?: number;
+  uploadIdleSeconds?: number;
 }
 
 interface GcFlags {
   root?: string;
   dryRun?: boolean;
   graceSeconds?: number;
+  untagged?: boolean;
+  keep?: number;
+  uploadIdleSeconds?: number;
 }
 
 function nonNegativeInteger(value: string): number {
@@ -57,27 +61,44 @@ export function registerRegistryCommand(program: Command): void {
     .option('--htpasswd <file>', 'require Basic auth from this htpasswd file (bcrypt entries)')
     .option('--token-file <file>', 'require this token (as Bearer, or as the Basic password)')
     .option('--max-body <bytes>', 'largest blob accepted, in bytes', nonNegativeInteger)
+    .option('--upload-idle-seconds <n>', 'remove an upload session after this long without new bytes (default 3600)', nonNegativeInteger)
     .action(async (flags: ServeFlags) => {
       await serve(flags, Boolean(program.opts().verbose));
     });
 
   registry
     .command('gc')
-    .description('delete blobs that no manifest references')
+    .description('delete blobs that no manifest references (and, asked to, manifests no tag references)')
     .option('--root <dir>', 'storage root (default $XDG_CACHE_HOME/tsko/registry or ~/.cache/tsko/registry)')
     .option('--dry-run', 'report what would be deleted, delete nothing')
-    .option('--grace-seconds <n>', 'leave blobs younger than this alone (a push may be about to use them)', nonNegativeInteger)
+    .option('--untagged', 'first remove manifests no tag reaches (directly, through an index, or as a referrer of one)')
+    .option('--keep <n>', 'first keep only the newest N images of each repository, removing the others and their tags', nonNegativeInteger)
+    .option(
+      '--grace-seconds <n>',
+      'leave blobs and manifests younger than this alone: a push may be about to use them (default 900; 0 when nothing is pushing)',
+      nonNegativeInteger,
+    )
+    .option('--upload-idle-seconds <n>', 'remove upload sessions without new bytes for this long (default 3600)', nonNegativeInteger)
     .action(async (flags: GcFlags) => {
       const root = rootFrom(flags.root);
       const result = await gcRegistry(root, {
         ...(flags.dryRun ? { dryRun: true } : {}),
+        ...(flags.untagged ? { untagged: true } : {}),
+        ...(flags.keep !== undefined ? { keep: flags.keep } : {}),
         ...(flags.graceSeconds !== undefined ? { graceMs: flags.graceSeconds * 1000 } : {}),
+        ...(flags.uploadIdleSeconds !== undefined ? { uploadIdleMs: flags.uploadIdleSeconds * 1000 } : {}),
       });
       const verb = result.dryRun ? 'would delete' : 'deleted';
+      const removesManifests = flags.untagged === true || flags.keep !== undefined;
+      const graceNote = flags.graceSeconds === undefined ? ' (--grace-seconds 0 skips the grace period when nothing is pushing)' : '';
       say(
-        `tsko registry gc: ${verb} ${result.blobsDeleted} blobs (${result.bytesFreed} bytes), kept ${result.blobsKept}` +
-          (result.blobsInGrace > 0 ? `, ${result.blobsInGrace} unreferenced but too recent` : '') +
-          (result.uploadsDeleted > 0 ? `, ${verb} ${result.uploadsDeleted} stale uploads` : '') +
+        `tsko registry gc: ` +
+          (removesManifests ? `${verb} ${result.manifestsDeleted} manifests and ${result.tagsRemoved} tags, ` : '') +
+          `${verb} ${result.blobsDeleted} blobs (${result.bytesFreed} bytes), kept ${result.blobsKept}` +
+          (result.manifestsInGrace > 0 ? `, ${result.manifestsInGrace} manifests too recent to remove` : '') +
+          (result.blobsInGrace > 0 ? `, ${result.blobsInGrace} unreferenced blobs too recent to delete` : '') +
+          (result.manifestsInGrace > 0 || result.blobsInGrace > 0 ? graceNote : '') +
+          (result.uploadsDeleted > 0 ? `, ${verb} ${result.uploadsDeleted} abandoned uploads` : '') +
           ` (root ${root})`,
       );
     });
@@ -96,7 +117,9 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
     ...(auth ? { auth } : {}),
     ...(flags.allowRemote ? { allowRemote: true } : {}),
     ...(flags.maxBody !== undefined ? { maxBlobBytes: flags.maxBody } : {}),
+    ...(flags.uploadIdleSeconds !== undefined ? { uploadIdleMs: Math.max(1, flags.uploadIdleSeconds) * 1000 } : {}),
     onError: (err) => say(`tsko registry: ${verbose && err instanceof Error && err.stack ? err.stack : String((err as Error)?.message ?? err)}`),
+    ...(verbose ? { onDebug: (message: string) => say(`tsko registry: debug: ${message}`) } : {}),
   });
   say(`tsko registry: serving ${running.url} (root ${root})`);
 

@@ -487,3 +487,69 @@ test('storage survives a restart: an image pushed to one server is served by the
   assert.ok(s.isFile());
   assert.equal(createHash('sha256').update(got.body).digest('hex'), image.digest.slice(7));
 });
+
+test('tsko registry serve loads only what serving needs: no undici (not even Node\'s own), ink, react or Kubernetes client', async (t) => {
+  const root = await tempDir(t, 'modules');
+  const probe = join(import.meta.dirname, '..', 'fixtures', 'registry', 'serve-probe.js');
+  const child = spawn(process.execPath, [probe, 'registry', 'serve', '--addr', '127.0.0.1:0', '--root', root], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.after(() => child.kill('SIGKILL'));
+  const line = await firstStderrLine(child, 20_000);
+  const address = /http:\/\/(\S+)/.exec(line)?.[1];
+  assert.ok(address, line);
+  // Serve a push and a pull first, so the upload, commit and download paths have loaded too.
+  const image = await makeImage();
+  await pushImage(address, 'probe/app', image, 'v1');
+  const got = await rawRequest(address, 'GET', `/v2/probe/app/blobs/${digestOf(image.layers[0]!)}`);
+  assert.equal(digestOf(got.body), digestOf(image.layers[0]!));
+
+  const report = new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`no report within 10 s: ${out}`)), 10_000);
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('\n')) {
+        clearTimeout(timer);
+        resolve(out.slice(0, out.indexOf('\n')));
+      }
+    });
+  });
+  child.stdin!.write('report\n');
+  const { modules, internal } = JSON.parse(await report) as { modules: string[]; internal: string[] };
+  assert.deepEqual(internal.filter((m) => /undici|websocket/i.test(m)), [], "Node's bundled undici was loaded (an ESM import of node:http does that)");
+  const packages = new Set(modules.map((m) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(m)?.[1]).filter((p) => p !== undefined));
+  assert.deepEqual([...packages], ['commander'], 'npm packages loaded');
+  const ours = modules.filter((m) => !m.includes('/node_modules/')).map((m) => m.replace(/^.*\/dist\//, ''));
+  const outside = ours.filter(
+    (m) => !m.startsWith('src/registry/server/') && !['test/fixtures/registry/serve-probe.js', 'src/cli/registry.js', 'src/errors.js', 'src/redact.js', 'src/abort.js', 'src/net/loopback.js', 'src/atomic-file.js'].includes(m),
+  );
+  assert.deepEqual(outside, [], 'modules of ours outside the server');
+  child.kill('SIGTERM');
+});
+
+test('blobs larger than the 1 MiB read buffer: whole, ranges across buffer boundaries, suffix, HEAD, and 20 at once', async (t) => {
+  const registry = await serve(t);
+  const blob = randomBytes(3 * 1024 * 1024 + 12345);
+  assert.equal((await pushBlob(registry.address, 'big/get', blob)).status, 201);
+  const path = `/v2/big/get/blobs/${digestOf(blob)}`;
+  const whole = await rawRequest(registry.address, 'GET', path);
+  assert.equal(whole.status, 200);
+  assert.equal(whole.headers['content-length'], String(blob.length));
+  assert.equal(digestOf(whole.body), digestOf(blob));
+  const ranges: Array<[string, number, number]> = [
+    ['bytes=1048570-2097160', 1048570, 2097160],
+    ['bytes=5-', 5, blob.length - 1],
+    ['bytes=-1048577', blob.length - 1048577, blob.length - 1],
+    ['bytes=0-0', 0, 0],
+  ];
+  for (const [header, start, end] of ranges) {
+    const res = await rawRequest(registry.address, 'GET', path, { headers: { Range: header } });
+    assert.equal(res.status, 206, header);
+    assert.equal(res.headers['content-range'], `bytes ${start}-${end}/${blob.length}`, header);
+    assert.deepEqual(res.body, blob.subarray(start, end + 1), header);
+  }
+  const head = await rawRequest(registry.address, 'HEAD', path);
+  assert.equal(head.headers['content-length'], String(blob.length));
+  assert.equal(head.body.length, 0);
+  const many = await Promise.all(Array.from({ length: 20 }, () => rawRequest(registry.address, 'GET', path)));
+  assert.deepEqual(many.map((r) => digestOf(r.body)), Array(20).fill(digestOf(blob)));
+});

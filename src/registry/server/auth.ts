@@ -4,7 +4,6 @@
 // Checked credentials are cached by their hash so bcrypt's cost is paid once per client, not per request.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import bcrypt from 'bcryptjs';
 import { TskoError } from '../../errors.js';
 
 export type RegistryAuth =
@@ -91,6 +90,8 @@ export function createAuthenticator(auth: RegistryAuth): Authenticator {
           if (auth.kind === 'token') ok = sameSecret(password, auth.token);
           else {
             const hash = auth.users.get(user);
+            // Loaded on first use: a registry without htpasswd auth never needs it.
+            const { default: bcrypt } = await import('bcryptjs');
             ok = hash !== undefined && (await bcrypt.compare(password, hash));
           }
         }

@@ -1,14 +1,13 @@
 // Blob endpoints: GET/HEAD (with Range), DELETE, and the upload flows (monolithic POST+PUT,
 // single POST with ?digest=, streamed or chunked PATCH, status GET, cancel, cross-repo mount).
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
 import type { RegistryContext, RouteRequest } from './context.js';
 import { RegistryError } from './errors.js';
 import { appendBody, commitBlob, type UploadHashState } from './ingest.js';
 import { isRepositoryName, isUploadId, parseDigest, type ParsedDigest } from './names.js';
 import { send, tooLarge } from './respond.js';
+import { sendFileRange } from './send-file.js';
 
 function requireDigest(value: string | null | undefined): ParsedDigest {
   const digest = value ? parseDigest(value) : undefined;
@@ -69,7 +68,7 @@ export async function getBlob(ctx: RegistryContext, r: RouteRequest, digestText:
     r.res.end();
     return;
   }
-  await pipeline(createReadStream(blob.path, { start, end }), r.res);
+  await sendFileRange(r.res, blob.path, start, length, ctx.readBuffers);
 }
 
 export async function deleteBlob(ctx: RegistryContext, r: RouteRequest, digestText: string): Promise<void> {
@@ -84,7 +83,6 @@ export async function deleteBlob(ctx: RegistryContext, r: RouteRequest, digestTe
 function checkDeclaredLength(ctx: RegistryContext, r: RouteRequest, already: number): void {
   const declared = Number(r.req.headers['content-length']);
   if (Number.isFinite(declared) && already + declared > ctx.maxBlobBytes) {
-    r.res.setHeader('Connection', 'close');
     throw tooLarge('blob', ctx.maxBlobBytes);
   }
 }
@@ -117,6 +115,7 @@ export async function startUpload(ctx: RegistryContext, r: RouteRequest): Promis
       const state: UploadHashState = { hash: createHash('sha256'), offset: 0 };
       await appendBody(r.req, store.uploadDataPath(id), 0, { maxBytes: ctx.maxBlobBytes, state });
       await commitBlob(store, r.repository, store.uploadDataPath(id), digest, state);
+      ctx.storageWorks();
     } finally {
       await store.deleteUpload(id);
     }
@@ -161,7 +160,6 @@ function checkContentRange(r: RouteRequest, id: string, size: number): void {
     Number(m[2]) >= Number(m[1]) &&
     (!Number.isFinite(declared) || Number(m[2]) - Number(m[1]) + 1 === declared);
   if (!ok) {
-    r.res.setHeader('Connection', 'close');
     throw new RegistryError(416, 'BLOB_UPLOAD_INVALID', `chunk range ${header} does not continue the upload at byte ${size}`, {
       headers: { Location: uploadLocation(r.repository, id), Range: rangeHeader(size), 'Docker-Upload-UUID': id },
     });
@@ -194,6 +192,7 @@ export async function finishUpload(ctx: RegistryContext, r: RouteRequest, id: st
     await appendBody(r.req, dataPath, size, { maxBytes: ctx.maxBlobBytes, ...(state ? { state } : {}) });
     try {
       await commitBlob(ctx.store, r.repository, dataPath, digest, state);
+      ctx.storageWorks();
     } finally {
       // Committed or refused for a wrong digest, the session is over either way.
       ctx.uploads.delete(id);

@@ -1,7 +1,7 @@
 // Durable file operations for the registry store: a write becomes visible only by rename after
 // its bytes were fsynced, and the directory is fsynced after the rename so the new name survives
 // a power cut as well as a kill -9.
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fsyncDir, writeFileAtomic as writeAtomic } from '../../atomic-file.js';
 
@@ -55,4 +55,14 @@ export async function listDir(dir: string): Promise<string[]> {
 
 export async function removeQuietly(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/** Bytes an unprivileged writer may still use on the file system holding `dir`, if statfs can tell. */
+export async function freeBytes(dir: string): Promise<number | undefined> {
+  try {
+    const s = await statfs(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return undefined;
+  }
 }

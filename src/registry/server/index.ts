@@ -1,7 +1,7 @@
 // The embedded OCI registry: start one (`startRegistryServer`), or reuse the one already on the
 // default address (`ensureEmbeddedRegistry`), plus retention (`retainLatest`, `gcRegistry`).
 // The server never prints; failures of its own go to `onError` and start problems are TskoErrors.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { abortError } from '../../abort.js';
 import { TskoError } from '../../errors.js';
 import { isLoopbackHost } from '../../net/loopback.js';
@@ -9,6 +9,7 @@ import { DEFAULT_REGISTRY_ADDR, formatAddress, parseListenAddress } from './addr
 import { adoptBlob, type BlobSource } from './adopt.js';
 import { createAuthenticator, type RegistryAuth } from './auth.js';
 import { createContext } from './context.js';
+import { DEFAULT_UPLOAD_IDLE_MS, startUploadSweeper } from './expiry.js';
 import { createRequestHandler } from './router.js';
 import { TSKO_REGISTRY_HEADER } from './respond.js';
 import { createStore } from './store.js';
@@ -16,6 +17,7 @@ import { createStore } from './store.js';
 export { DEFAULT_REGISTRY_ADDR, defaultRegistryRoot, parseListenAddress } from './address.js';
 export { loadHtpasswd, loadTokenFile, parseHtpasswd, type RegistryAuth } from './auth.js';
 export { gcRegistry, retainLatest, DEFAULT_RETAIN, DEFAULT_GC_GRACE_MS, type GcOptions, type GcResult, type RetainOptions, type RetainResult } from './gc.js';
+export { DEFAULT_UPLOAD_IDLE_MS } from './expiry.js';
 export { TSKO_REGISTRY_HEADER } from './respond.js';
 export type { BlobSource } from './adopt.js';
 
@@ -28,7 +30,12 @@ export interface RegistryServerOptions {
   maxBlobBytes?: number;
   /** Needed to bind anything but loopback, and then `auth` is required too. */
   allowRemote?: boolean;
+  /** An upload session with no new bytes for this long is removed by the server. Default an hour. */
+  uploadIdleMs?: number;
+  /** Unexpected failures (answered with 500), and a full disk, once until storage works again. */
   onError?: (err: unknown) => void;
+  /** Harmless events worth a line only when asked for (a client that went away mid-request). */
+  onDebug?: (message: string) => void;
 }
 
 export interface RunningRegistry {
@@ -88,13 +95,18 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
   } catch (err) {
     throw new TskoError('REGISTRY_SERVE', `cannot use registry root ${options.root}: ${(err as Error).message}`, { cause: err });
   }
-  const ctx = createContext(store, options.maxBlobBytes ?? Number.MAX_SAFE_INTEGER);
-  const handle = createRequestHandler(ctx, {
-    ...(options.auth ? { auth: createAuthenticator(options.auth) } : {}),
-    ...(options.onError ? { onError: options.onError } : {}),
+  const { onError, onDebug } = options;
+  const ctx = createContext(store, options.maxBlobBytes ?? Number.MAX_SAFE_INTEGER, {
+    error: (err) => onError?.(err),
+    debug: (message) => onDebug?.(message),
   });
-  const server = createServer({ requestTimeout: 0 }, (req, res) => void handle(req, res));
+  const handle = createRequestHandler(ctx, options.auth ? { auth: createAuthenticator(options.auth) } : {});
+  // Not `import { createServer } from 'node:http'`: an ESM import of node:http reads every export,
+  // and the WebSocket ones load undici (~15 MB of RSS the registry never uses).
+  const http = process.getBuiltinModule('node:http');
+  const server = http.createServer({ requestTimeout: 0 }, (req, res) => void handle(req, res));
   await listen(server, host, port, shown);
+  const sweeper = startUploadSweeper(ctx, options.uploadIdleMs ?? DEFAULT_UPLOAD_IDLE_MS);
   const bound = server.address();
   const actualPort = typeof bound === 'object' && bound ? bound.port : port;
   const address = formatAddress(host, actualPort);
@@ -105,12 +117,15 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
     root: options.root,
     adoptBlob: (repository, digest, source) => adoptBlob(store, repository, digest, source),
     close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-        // A client stuck mid-upload must not hold shutdown hostage.
-        setTimeout(() => server.closeAllConnections(), 2000).unref();
-      });
+      closing ??= Promise.all([
+        sweeper.stop(),
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+          // A client stuck mid-upload must not hold shutdown hostage.
+          setTimeout(() => server.closeAllConnections(), 2000).unref();
+        }),
+      ]).then(() => undefined);
       return closing;
     },
   };

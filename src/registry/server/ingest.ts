@@ -4,16 +4,28 @@
 // don't match its name; two pushes of the same blob race harmlessly (same bytes, atomic rename).
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, stat, truncate, unlink } from 'node:fs/promises';
+import { open, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
-import { RegistryError } from './errors.js';
-import { fsyncFile, renameDurable, writeFileAtomic } from './fsutil.js';
+import { dirname } from 'node:path';
+import { isDiskFull, RegistryError, StorageFullError } from './errors.js';
+import { freeBytes, fsyncFile, renameDurable, writeFileAtomic } from './fsutil.js';
 import type { DigestAlgorithm, ParsedDigest } from './names.js';
 import type { RegistryStore } from './store.js';
 
 const WRITE_BATCH_BYTES = 1 << 20;
+/**
+ * While a large body streams in, its bytes are flushed to disk every this many bytes, in the same
+ * queue as the writes: the fsync that makes the blob durable when the upload closes then has only
+ * the tail left to flush, instead of the whole layer while the client waits for the PUT's answer.
+ */
+const FLUSH_EVERY_BYTES = 16 << 20;
 
-/** Running sha256 of an upload, kept in memory so closing an upload needn't re-read the file. */
+/**
+ * Running sha256 of an upload, kept in memory so closing an upload needn't re-read the file. It
+ * only ever holds accepted chunks: a PATCH hashes into a copy, which replaces it when the chunk
+ * is in the file, so a chunk that fails half-way (client gone, over the limit, disk full) leaves
+ * the hash where the file is cut back to and the retried chunk continues from there.
+ */
 export interface UploadHashState {
   hash: Hash;
   offset: number;
@@ -27,52 +39,101 @@ export interface AppendOptions {
 }
 
 /**
- * Append the request body to `dataPath`. On any failure the file is cut back to its old size, so
- * a half-received PATCH leaves the upload as it was. Returns the new size.
+ * The request body, chunk by chunk, without destroying the request when the reader stops early:
+ * an error answer (413, a full disk) must still reach a client that sends its whole body before
+ * reading, which a destroyed socket would turn into a reset.
+ */
+export function bodyChunks(req: IncomingMessage): AsyncIterable<Buffer> {
+  return { [Symbol.asyncIterator]: () => req.iterator({ destroyOnReturn: false }) as AsyncIterator<Buffer> };
+}
+
+/**
+ * Append the request body to `dataPath`. On any failure the file is cut back to its old size and
+ * `state` is left as it was, so a half-received PATCH leaves the upload as it was. Returns the new
+ * size.
  */
 export async function appendBody(req: IncomingMessage, dataPath: string, start: number, options: AppendOptions): Promise<number> {
   const handle = await open(dataPath, 'r+');
   let offset = start;
+  // Hash into a copy; it becomes the upload's hash only once every byte of this body is written.
+  const hash = options.state?.hash.copy();
   // The body arrives in 64 KiB chunks; one write per chunk is a thread-pool round trip each (an
   // 8 MB layer: ~130 of them, most of a local push). Chunks are gathered up to WRITE_BATCH_BYTES
-  // and written together, so memory stays bounded and the round trips drop sixteenfold.
+  // and written together with writev (no copy), one batch on disk while the next is received, so
+  // memory stays bounded (two batches) and the disk and the socket work at the same time.
   let batch: Buffer[] = [];
   let batchBytes = 0;
   let written = start;
+  let writing: Promise<void> | undefined;
+  let unflushed = 0;
   const flush = async () => {
     if (batchBytes === 0) return;
-    const data = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, batchBytes);
-    // A nearly full disk takes part of a write and says so only in the count; the next write then
-    // fails with ENOSPC, which is the error the client must get.
-    for (let done = 0; done < data.length; ) {
-      const { bytesWritten } = await handle.write(data, done, data.length - done, written + done);
-      done += bytesWritten;
-    }
+    const chunks = batch;
+    const at = written;
     written += batchBytes;
+    unflushed += batchBytes;
     batch = [];
     batchBytes = 0;
+    await writing;
+    const sync = unflushed >= FLUSH_EVERY_BYTES;
+    if (sync) unflushed = 0;
+    writing = writeAll(handle, chunks, at).then(() => (sync ? handle.datasync() : undefined));
+    // Awaited at the next flush or the end; a failure in between is not an unhandled rejection.
+    writing.catch(() => undefined);
   };
   try {
-    for await (const chunk of req as AsyncIterable<Buffer>) {
+    for await (const chunk of bodyChunks(req)) {
       if (offset + chunk.length > options.maxBytes) {
         throw new RegistryError(413, 'SIZE_INVALID', `blob exceeds the registry's limit of ${options.maxBytes} bytes`);
       }
-      options.state?.hash.update(chunk);
+      hash?.update(chunk);
       offset += chunk.length;
       batch.push(chunk);
       batchBytes += chunk.length;
       if (batchBytes >= WRITE_BATCH_BYTES) await flush();
     }
     await flush();
-    if (req.readableAborted) throw new RegistryError(400, 'BLOB_UPLOAD_INVALID', 'request body ended early');
+    await writing;
+    if (req.readableAborted || !req.complete) throw new RegistryError(400, 'BLOB_UPLOAD_INVALID', 'request body ended early');
   } catch (err) {
+    await writing?.catch(() => undefined);
     await handle.close().catch(() => undefined);
     await truncate(dataPath, start).catch(() => undefined);
+    if (isDiskFull(err)) {
+      const header = req.headers['content-length'];
+      const known = header !== undefined && /^\d+$/.test(header);
+      const declared = Number(header);
+      // The whole chunk must fit again on retry: the file was cut back to where it started.
+      throw new StorageFullError(dataPath, known ? { bytes: declared } : { bytes: offset - start, isMinimum: true }, await freeBytes(dirname(dataPath)), { cause: err });
+    }
     throw err;
   }
   await handle.close();
-  if (options.state) options.state.offset = offset;
+  if (options.state && hash) {
+    options.state.hash = hash;
+    options.state.offset = offset;
+  }
   return offset;
+}
+
+/**
+ * Write `chunks` at `position`, all of them. A nearly full disk takes part of a write and says so
+ * only in the count; the next write then fails with ENOSPC, which is the error the client must get.
+ */
+async function writeAll(handle: FileHandle, chunks: Buffer[], position: number): Promise<void> {
+  let pending = chunks;
+  let at = position;
+  while (pending.length > 0) {
+    const { bytesWritten } = await handle.writev(pending, at);
+    if (bytesWritten === 0) throw new Error('write made no progress');
+    at += bytesWritten;
+    let skip = bytesWritten;
+    while (pending.length > 0 && skip >= pending[0]!.length) {
+      skip -= pending[0]!.length;
+      pending = pending.slice(1);
+    }
+    if (skip > 0) pending = [pending[0]!.subarray(skip), ...pending.slice(1)];
+  }
 }
 
 export async function hashFile(path: string, algorithm: DigestAlgorithm): Promise<string> {

@@ -109,6 +109,7 @@ export async function putManifest(ctx: RegistryContext, r: RouteRequest, referen
   if (parsed.annotations) record.annotations = parsed.annotations;
   await store.writeManifestRecord(r.repository, record);
   for (const tag of tags) await ctx.withLock(`tag:${r.repository}:${tag}`, () => store.writeTag(r.repository, tag, digest.digest));
+  ctx.storageWorks();
 
   const headers: Record<string, string | string[]> = {
     Location: `/v2/${r.repository}/manifests/${digest.digest}`,

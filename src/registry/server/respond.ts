@@ -48,7 +48,8 @@ export async function readSmallBody(req: IncomingMessage, limit: number, what: s
   if (Number.isFinite(declared) && declared > limit) throw tooLarge(what, limit);
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  // Not destroyed when we stop early: the 413 must reach a client still sending (router.ts drains the rest).
+  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     total += chunk.length;
     if (total > limit) throw tooLarge(what, limit);
     chunks.push(chunk);

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Authenticator } from './auth.js';
 import { cancelUpload, deleteBlob, finishUpload, getBlob, patchUpload, startUpload, uploadStatus } from './blobs.js';
 import type { RegistryContext, RouteRequest } from './context.js';
-import { isDiskFull, RegistryError } from './errors.js';
+import { isDiskFull, RegistryError, StorageFullError } from './errors.js';
 import { deleteManifest, getManifest, listCatalog, listReferrers, listTags, putManifest } from './manifests.js';
 import { isRepositoryName } from './names.js';
 import { baseHeaders, sendError, sendJson } from './respond.js';
@@ -58,8 +58,6 @@ function route(ctx: RegistryContext, method: string, path: string): { repository
 
 export interface RequestHandlerOptions {
   auth?: Authenticator;
-  /** Called with unexpected (500) failures; the server itself never prints. */
-  onError?: (err: unknown) => void;
 }
 
 export function createRequestHandler(ctx: RegistryContext, options: RequestHandlerOptions) {
@@ -67,7 +65,6 @@ export function createRequestHandler(ctx: RegistryContext, options: RequestHandl
     baseHeaders(res);
     try {
       if (options.auth && !(await options.auth.check(req.headers.authorization))) {
-        req.resume();
         throw new RegistryError(401, 'UNAUTHORIZED', 'authentication required', { headers: { 'WWW-Authenticate': options.auth.challenge } });
       }
       const raw = req.url ?? '/';
@@ -94,30 +91,77 @@ export function createRequestHandler(ctx: RegistryContext, options: RequestHandl
       }
       await found.handler({ req, res, repository: found.repository, query });
     } catch (err) {
-      respondWithError(req, res, err, options.onError);
+      respondWithError(ctx, req, res, err);
     }
   };
 }
 
-function respondWithError(req: IncomingMessage, res: ServerResponse, err: unknown, onError?: (err: unknown) => void): void {
+const GONE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED', 'ERR_STREAM_WRITE_AFTER_END']);
+
+/** The client hung up mid-request: nothing to answer, and nothing wrong with the registry. */
+function clientWentAway(req: IncomingMessage, res: ServerResponse, err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return req.readableAborted || req.socket.destroyed || res.destroyed || (typeof code === 'string' && GONE_CODES.has(code));
+}
+
+function respondWithError(ctx: RegistryContext, req: IncomingMessage, res: ServerResponse, err: unknown): void {
   let error: RegistryError;
   if (err instanceof RegistryError) error = err;
   else if (isDiskFull(err)) {
-    onError?.(err);
+    const full = err instanceof StorageFullError ? err : storageFullFrom(ctx, err);
+    ctx.storageFull(full);
     error = new RegistryError(500, 'UNKNOWN', 'registry storage is full (no space left on device); nothing was stored');
+  } else if (clientWentAway(req, res, err)) {
+    ctx.log.debug(`${req.method ?? '?'} ${req.url ?? ''}: client went away mid-request (${(err as Error)?.message ?? String(err)})`);
+    res.destroy();
+    return;
   } else {
-    onError?.(err);
+    ctx.log.error(err);
     error = new RegistryError(500, 'UNKNOWN', 'internal registry error');
   }
-  if (res.headersSent) {
+  if (res.headersSent || res.destroyed) {
     // Too late for an error body (e.g. a blob stream broke mid-way): cut the connection.
     res.destroy();
     return;
   }
-  // An unread request body would otherwise sit in the socket; after an error we close instead of reading it.
-  if (!req.readableEnded) {
-    res.setHeader('Connection', 'close');
-    res.once('finish', () => req.destroy());
-  }
+  settleUnreadBody(req, res);
   sendError(req, res, error);
+}
+
+/** An ENOSPC from a small write (a manifest, a tag, a link): where it happened, if the error says. */
+function storageFullFrom(ctx: RegistryContext, err: unknown): StorageFullError {
+  const path = (err as { path?: unknown }).path;
+  return new StorageFullError(typeof path === 'string' ? path : ctx.store.root, {}, undefined, { cause: err });
+}
+
+/** The most of an unwanted request body read and thrown away so its sender gets the answer. */
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+const DRAIN_MAX_MS = 10_000;
+
+/**
+ * After an error, the request body may still be on its way: a client that writes its whole body
+ * before reading (most do for a manifest) would get a reset instead of the answer if the socket
+ * closed under unread bytes. So the rest is read and discarded, up to DRAIN_MAX_BYTES and
+ * DRAIN_MAX_MS, and the connection stays usable; a body declared larger than that is not waited
+ * for: the answer says Connection: close and the socket goes once it is sent.
+ */
+function settleUnreadBody(req: IncomingMessage, res: ServerResponse): void {
+  if (req.complete || req.readableEnded || req.destroyed) return;
+  const header = req.headers['content-length'];
+  if (header !== undefined && /^\d+$/.test(header) && Number(header) > DRAIN_MAX_BYTES) {
+    res.setHeader('Connection', 'close');
+    res.once('finish', () => req.socket.destroy());
+    return;
+  }
+  let drained = 0;
+  const stop = () => req.socket.destroy();
+  const timer = setTimeout(stop, DRAIN_MAX_MS);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > DRAIN_MAX_BYTES) stop();
+  });
+  req.once('close', () => clearTimeout(timer));
+  req.once('end', () => clearTimeout(timer));
+  req.resume();
 }

@@ -61,6 +61,8 @@ export interface RegistryStore {
   readUpload(id: string): Promise<UploadMeta | undefined>;
   deleteUpload(id: string): Promise<void>;
   listUploads(): Promise<string[]>;
+  /** When the session last changed (created, bytes added or cut back), in ms; undefined if it is gone. */
+  uploadLastActive(id: string): Promise<number | undefined>;
 
   readManifestRecord(repository: string, digest: ParsedDigest): Promise<ManifestRecord | undefined>;
   writeManifestRecord(repository: string, record: ManifestRecord): Promise<void>;
@@ -188,6 +190,12 @@ export function createStore(root: string): RegistryStore {
       await removeQuietly(join(uploadsDir, id));
     },
     listUploads: () => listDir(uploadsDir),
+    async uploadLastActive(id) {
+      const dir = await stat(join(uploadsDir, id)).catch(() => undefined);
+      if (!dir) return undefined;
+      const data = await stat(join(uploadsDir, id, 'data')).catch(() => undefined);
+      return Math.max(dir.mtimeMs, data?.mtimeMs ?? 0);
+    },
 
     async readManifestRecord(repository, d) {
       const text = await readText(manifestFile(repository, d));
