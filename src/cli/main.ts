@@ -1,5 +1,8 @@
 // tsko's command line: one file per command registers itself on the program; this file only wires
 // them together and turns a thrown error into one line (plus a hint) and a non-zero exit.
+// Registering loads commander and the flags' parsers only: each command's action imports its own
+// modules when it runs, so `--help` never loads the pipeline, Ink or the clouds'
+// clients (test/integration/startup.test.ts holds that).
 import { Command, CommanderError } from 'commander';
 import { registerKubectlCommands } from './apply.js';
 import { registerBuildCommand } from './build.js';
