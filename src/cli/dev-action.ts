@@ -1,5 +1,6 @@
 // What `tsko dev` does once its flags are parsed (dev.ts registers it): flags → config → a dev
-// session with a reporter; Ctrl-C or SIGTERM stops everything within two seconds.
+// session with a reporter; Ctrl-C, SIGTERM, SIGHUP or the death of the process that started it
+// stops everything within two seconds.
 import { resolveConfig } from '../config/resolve.js';
 import { targetFactory } from '../deploy/targets.js';
 import { startDevSession, type DevSession } from '../dev/session.js';
@@ -10,6 +11,26 @@ import { openUrl } from './open-url.js';
 import { loopInline, type LoopCommandFlags } from './targets.js';
 
 const SHUTDOWN_DEADLINE_MS = 2000;
+/** How often tsko dev looks whether the process that started it is still there. */
+const PARENT_CHECK_MS = 500;
+
+/**
+ * Calls `onDeath` once the process that started this one is gone. A parent killed with SIGKILL
+ * (an `npx` wrapper, a test runner, a closed IDE) sends nothing; the kernel only re-parents its
+ * children, which is what this notices. Started already orphaned (a container's init, a detached
+ * launch), there is nothing to watch.
+ */
+function onParentDeath(onDeath: () => void): void {
+  const parent = process.ppid;
+  if (parent <= 1) return;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    onDeath();
+  }, PARENT_CHECK_MS);
+  timer.unref();
+}
+
 export async function runDev(targets: string[], flags: LoopCommandFlags, verbose: boolean): Promise<void> {
   const events = createEventBus();
   let session: DevSession | undefined;
@@ -69,6 +90,8 @@ export async function runDev(targets: string[], flags: LoopCommandFlags, verbose
   process.on('SIGTERM', () => void stop(143));
   // A closed terminal (or a killed tmux pane) must not orphan the revisions either.
   process.on('SIGHUP', () => void stop(129));
+  // Nor must the death of whatever started tsko: stopped as if its terminal had closed.
+  onParentDeath(() => void stop(129));
 
   try {
     reporter.show();
