@@ -1,40 +1,62 @@
 #!/usr/bin/env node
-// The published entry point: the compiled CLI lives in dist/ (built by `npm install` via prepare).
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { constants } from 'node:os';
-import { fileURLToPath } from 'node:url';
+// The published entry point: checks the Node version, turns on Node's module compile cache, then
+// loads the compiled CLI from dist/ (built by `npm install` via prepare) in this same process.
+//
+// This file must run on a Node too old for dist/, so that such a Node prints one line naming the
+// Node tsko needs instead of a SyntaxError from deep in dist/: keep it to syntax Node 14 parses
+// (no `??`, `?.`, top-level await, class fields) and import dist/ only after the check.
+import { existsSync, readFileSync } from 'fs';
+import * as nodeModule from 'module';
+import { homedir } from 'os';
+import { isAbsolute, join } from 'path';
+import { fileURLToPath } from 'url';
 
-const main = new URL('../dist/src/cli/main.js', import.meta.url);
+/** The lowest Node package.json's `engines.node` (">=22", ">=22.12.0") accepts, as [major, minor, patch]. */
+function minimumNode() {
+  var range = '>=22';
+  try {
+    var manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    if (manifest.engines && typeof manifest.engines.node === 'string') range = manifest.engines.node;
+  } catch (err) {
+    // Unreadable: the default above stands.
+  }
+  var match = /(\d+)(?:\.(\d+))?(?:\.(\d+))?/.exec(range) || ['22', '22'];
+  return { text: match[0], parts: [Number(match[1]), Number(match[2] || 0), Number(match[3] || 0)] };
+}
+
+function olderThan(version, minimum) {
+  var have = version.split('.').map(Number);
+  for (var i = 0; i < 3; i++) {
+    if ((have[i] || 0) !== minimum[i]) return (have[i] || 0) < minimum[i];
+  }
+  return false;
+}
+
+var minimum = minimumNode();
+if (olderThan(process.versions.node, minimum.parts)) {
+  process.stderr.write('tsko: needs Node.js \u2265 ' + minimum.text + ', this is ' + process.version + '\n');
+  process.exit(1);
+}
+
+// Compiled code for every module loaded from here on is cached on disk, so a warm start parses
+// less JavaScript. NODE_COMPILE_CACHE (a directory) and NODE_DISABLE_COMPILE_CACHE=1 keep Node's
+// own meaning; otherwise the cache goes beside tsko's other caches. A cache that cannot be made
+// (a read-only home) only costs the speed.
+if (!process.env.NODE_COMPILE_CACHE && typeof nodeModule.enableCompileCache === 'function') {
+  try {
+    var xdg = process.env.XDG_CACHE_HOME;
+    nodeModule.enableCompileCache(join(xdg && isAbsolute(xdg) ? xdg : join(homedir(), '.cache'), 'tsko', 'compile-cache'));
+  } catch (err) {
+    // Never fail a command over a cache.
+  }
+}
+
+var main = new URL('../dist/src/cli/main.js', import.meta.url);
 if (!existsSync(fileURLToPath(main))) {
   process.stderr.write('tsko: dist/ is missing; run `npm install` (or `npm run build`) in the tsko checkout first\n');
   process.exit(1);
 }
-
-// The long-running commands move several MB per save through malloc'd buffers. With glibc's
-// defaults (an arena per thread, an mmap threshold that grows after each large free) the daemon's
-// RSS crept up ~45 MB over 200 saves while its JS heap stayed flat; two arenas and a fixed 1 MiB
-// mmap threshold keep it flat. glibc reads these only at start-up, hence one re-exec.
-const LONG_RUNNING = new Set(['dev', 'registry']);
-if (process.platform === 'linux' && LONG_RUNNING.has(process.argv[2] ?? '') && process.env.TSKO_MALLOC_TUNED !== '1') {
-  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-    // The IPC channel carries nothing; it closes when this process dies (even by SIGKILL), and
-    // the child takes that as a SIGTERM, so it is never left running on its own.
-    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
-    env: {
-      ...process.env,
-      TSKO_MALLOC_TUNED: '1',
-      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2',
-      MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '1048576',
-    },
-  });
-  // A terminal's Ctrl-C reaches both processes; a signal sent to this one alone is passed on.
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
-  child.on('exit', (code, signal) => process.exit(code ?? 128 + (signal ? (constants.signals[signal] ?? 1) : 1)));
-} else {
-  if (process.env.TSKO_MALLOC_TUNED === '1' && process.send) {
-    process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
-    process.channel?.unref();
-  }
-  await import(main.href);
-}
+import(main.href).catch(function (err) {
+  process.stderr.write('tsko: cannot start: ' + ((err && err.stack) || String(err)) + '\n');
+  process.exitCode = 1;
+});

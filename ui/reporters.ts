@@ -1,9 +1,11 @@
 // The reporters map (Vitest's ReportersMap): every command's events go to one of three
 // reporters — `plain` timed lines (one-shot commands, and `tsko dev` off a terminal), `json` lines
 // on stdout (`--json`), or the Ink `dashboard` (`tsko dev` on a terminal). The bus has already
-// redacted every event; a reporter only renders.
+// redacted every event; a reporter only renders. Ink and React load only for a dashboard, which
+// only `tsko dev` on a terminal draws.
 import type { TskoEvent } from '../src/events.js';
-import { createDashboardStore, renderDashboard, type DashboardControls, type DashboardHandle } from './dashboard/index.js';
+import type { DashboardControls, DashboardHandle } from './dashboard/index.js';
+import { createDashboardStore } from './dashboard/store.js';
 import { createJsonReporter } from './json.js';
 import { createPlainReporter } from './plain.js';
 
@@ -57,31 +59,49 @@ export const reporters: Record<ReporterName, (options: ReporterOptions) => Repor
     if (!terminal) throw new Error('the dashboard reporter needs a terminal');
     // Subscribed at once, so the first frame includes what happened before it is drawn.
     const store = createDashboardStore(options.events);
+    // Ink and React start loading now, while the command resolves its config; show() draws once
+    // they are there. A failure to load is reported by show(), not here.
+    const ink = import('./dashboard/index.js');
+    ink.catch(() => undefined);
     let handle: DashboardHandle | undefined;
+    let fallback: Reporter | undefined;
+    let drawing: Promise<void> | undefined;
     let closed = false;
     return {
       name: 'dashboard',
       show() {
-        if (handle || closed) return;
-        // A terminal that goes away (closed window, killed tmux) fails reads and writes with EIO;
-        // unhandled, that would crash tsko before SIGHUP's shutdown has stopped the revisions.
-        const ignore = () => undefined;
-        options.stdout.on('error', ignore);
-        terminal.stdin.on('error', ignore);
-        handle = renderDashboard({
-          events: store,
-          controls: terminal.controls,
-          stdout: options.stdout,
-          stdin: terminal.stdin,
-          stderr: options.stderr,
-          color: terminal.color,
-          cwd: terminal.cwd,
-        });
+        if (drawing || closed) return;
+        drawing = ink
+          .then(({ renderDashboard }) => {
+            if (closed) return;
+            // A terminal that goes away (closed window, killed tmux) fails reads and writes with EIO;
+            // unhandled, that would crash tsko before SIGHUP's shutdown has stopped the revisions.
+            const ignore = () => undefined;
+            options.stdout.on('error', ignore);
+            terminal.stdin.on('error', ignore);
+            handle = renderDashboard({
+              events: store,
+              controls: terminal.controls,
+              stdout: options.stdout,
+              stdin: terminal.stdin,
+              stderr: options.stderr,
+              color: terminal.color,
+              cwd: terminal.cwd,
+            });
+          })
+          .catch((err: unknown) => {
+            // Without a dashboard the session still runs; its events go out as plain lines.
+            options.stderr.write(`tsko: cannot draw the dashboard (${err instanceof Error ? err.message : String(err)}); printing plain lines\n`);
+            store.close();
+            if (!closed) fallback = reporters.plain(options);
+          });
       },
       async close() {
         closed = true;
+        await drawing;
         if (handle) await handle.close();
         else store.close();
+        await fallback?.close();
       },
     };
   },

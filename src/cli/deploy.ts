@@ -2,18 +2,9 @@
 // build, push, deploy, wait — run by the same runner, with the same flags and config as `tsko
 // dev`. Exits 0 only once the new revision serves; prints its URL (else its revision name) on
 // stdout. The local target runs the revision on this machine, so that one serves until Ctrl-C.
+// Registration only: the pipeline and the targets load when the command runs (deploy-action.ts).
 import { Option, type Command } from 'commander';
-import { resolveConfig } from '../config/resolve.js';
-import { targetFactory } from '../deploy/targets.js';
-import type { Target } from '../deploy/target.js';
-import { runIteration } from '../dev/iteration.js';
-import { TskoError } from '../errors.js';
-import { createEventBus } from '../events.js';
-import { serviceNameOf } from '../publish/naming.js';
-import { makePipeline } from '../publish/pipeline.js';
-import { createReporter, pickReporter } from '../../ui/reporters.js';
-import { resolveDockerRepo } from './docker-repo.js';
-import { addLoopFlags, addTargetFlags, loopInline, type LoopCommandFlags } from './targets.js';
+import { addLoopFlags, addTargetFlags, type LoopCommandFlags } from './targets.js';
 
 export function registerDeployCommand(program: Command): void {
   const command = program
@@ -24,47 +15,7 @@ export function registerDeployCommand(program: Command): void {
     new Option('--target <target>', "where it runs (default: the config's dev.target, else local)").choices(['local', 'kubernetes', 'cloudrun']),
   );
   addTargetFlags(command).action(async (target: string, flags: LoopCommandFlags) => {
+    const { runDeploy } = await import('./deploy-action.js');
     await runDeploy(target, flags, Boolean(program.opts().verbose));
   });
-}
-
-async function runDeploy(importPath: string, flags: LoopCommandFlags, verbose: boolean): Promise<void> {
-  const events = createEventBus();
-  const reporter = createReporter(pickReporter({ json: Boolean(flags.json), tty: false, dashboard: false }), { events, stdout: process.stdout, stderr: process.stderr, verbose });
-  const config = await resolveConfig({ command: 'deploy', ...loopInline(flags, [importPath]) });
-  for (const message of config.warnings) events.emit({ type: 'log', level: 'warn', message });
-  const targets = targetFactory(config, events, 'deploy');
-
-  const controller = new AbortController();
-  const onSignal = () => controller.abort(new TskoError('ABORTED', 'interrupted'));
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  const repo = await resolveDockerRepo(config, events, controller.signal);
-  const pipeline = makePipeline(config, { events, dockerRepo: repo.dockerRepo, inProcess: repo.inProcess });
-  let target: Target | undefined;
-  try {
-    // Before anything is built: a remote cluster cannot pull from this machine's loopback.
-    await targets.checkRegistry(repo.dockerRepo, true);
-    const resolved = await pipeline.resolve(importPath, controller.signal);
-    const service = serviceNameOf(resolved.pkg.importPath);
-    target = await targets.make(service, { target: importPath }, 0);
-    const outcome = await runIteration({ service, iteration: 1, trigger: ['deploy'], target: resolved, pipeline, deployTo: target, events, signal: controller.signal });
-    if (outcome.result !== 'deployed') {
-      throw outcome.failure ?? new TskoError('ABORTED', outcome.result === 'cancelled' ? 'interrupted' : `nothing deployed (${outcome.result})`);
-    }
-    events.emit({ type: 'log', level: 'info', message: `${service}: ${outcome.revision} is serving${outcome.url ? ` at ${outcome.url}` : ''}` });
-    if (!flags.json) process.stdout.write(`${outcome.url ?? outcome.revision}\n`);
-    if (target.kind === 'local') {
-      // The revision is a child of this process: serve until Ctrl-C.
-      events.emit({ type: 'log', level: 'info', message: 'serving until Ctrl-C' });
-      await new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
-    }
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await target?.close().catch(() => undefined);
-    await pipeline.close().catch(() => undefined);
-    await repo.close().catch(() => undefined);
-    await reporter.close();
-  }
 }

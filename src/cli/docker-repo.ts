@@ -6,7 +6,7 @@ import type { EventBus } from '../events.js';
 import { EMBEDDED_REPO, isEmbeddedRepo, type ResolvedConfig } from '../config/resolve.js';
 import type { InProcessRegistry } from '../publish/registry-writer.js';
 import { parseRepository } from '../registry/reference.js';
-import { defaultRegistryRoot, ensureEmbeddedRegistry } from '../registry/server/index.js';
+import { defaultRegistryRoot } from '../registry/server/address.js';
 
 
 export interface DockerRepo {
@@ -23,6 +23,8 @@ export async function resolveDockerRepo(config: ResolvedConfig, events: EventBus
   if (isEmbeddedRepo(value)) {
     if (!config.build.push) return { dockerRepo: value, close: async () => {} };
     const root = defaultRegistryRoot(config.env, config.homedir);
+    // The server's code loads only for the embedded registry, not for a KO_DOCKER_REPO elsewhere.
+    const { ensureEmbeddedRegistry } = await import('../registry/server/index.js');
     const running = await ensureEmbeddedRegistry({ addr: config.embeddedRegistryAddr, root, ...(signal ? { signal } : {}) });
     events.emit({ type: 'registry.embedded', address: running.address, root, started: running.started });
     return {

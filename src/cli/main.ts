@@ -1,5 +1,8 @@
 // tsko's command line: one file per command registers itself on the program; this file only wires
 // them together and turns a thrown error into one line (plus a hint) and a non-zero exit.
+// Registering loads commander and the flags' parsers only: each command's action imports its own
+// modules when it runs, so `tsko version` or `--help` never loads the pipeline, Ink or the clouds'
+// clients (test/integration/startup.test.ts holds that).
 import { Command, CommanderError } from 'commander';
 import { registerKubectlCommands } from './apply.js';
 import { registerBuildCommand } from './build.js';
@@ -8,6 +11,7 @@ import { registerDevCommand } from './dev.js';
 import { registerLoginCommand, registerLogoutCommand } from './login.js';
 import { registerRegistryCommand } from './registry.js';
 import { registerResolveCommand } from './resolve.js';
+import { registerVersionCommand } from './version.js';
 import { printError } from './output.js';
 
 export function createProgram(): Command {
@@ -24,6 +28,7 @@ export function createProgram(): Command {
   registerRegistryCommand(program);
   registerLoginCommand(program);
   registerLogoutCommand(program);
+  registerVersionCommand(program);
   return program;
 }
 

@@ -13,7 +13,7 @@ import {
   loadTokenFile,
   startRegistryServer,
   type RegistryAuth,
-} from '../registry/server/index.js';
+} from './registry-server.js';
 import { redact } from '../redact.js';
 
 interface ServeFlags {

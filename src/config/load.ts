@@ -5,7 +5,6 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parse as parseYaml } from 'yaml';
 import { TskoError } from '../errors.js';
 import type { UserConfig } from './define.js';
 import { validateConfig } from './validate.js';
@@ -51,6 +50,8 @@ export async function loadConfigFile(file: string | undefined, options: { fresh?
     } catch (err) {
       throw new TskoError('CONFIG_LOAD', `cannot read ${file}: ${(err as Error).message}`);
     }
+    // The YAML parser loads only for a .ko.yaml: most commands never read one.
+    const { parse: parseYaml } = await import('yaml');
     try {
       raw = parseYaml(text) ?? {};
     } catch (err) {

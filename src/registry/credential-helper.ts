@@ -1,7 +1,6 @@
 // Runs a docker credential helper (`docker-credential-<name> get|store|erase`, the payload on
 // stdin) and turns its failures into one redacted line: not installed, failed with its own first
 // words, or the protocol's "credentials not found", which is an answer, not an error.
-import { execa } from 'execa';
 import { throwIfAborted } from '../abort.js';
 import { TskoError } from '../errors.js';
 import { redact } from '../redact.js';
@@ -17,6 +16,8 @@ export async function execCredentialHelper(
   signal?: AbortSignal,
 ): Promise<string> {
   if (!/^[\w.-]+$/.test(helper)) throw new TskoError('REGISTRY_AUTH', `bad credential helper name "${helper}" in docker config`);
+  // execa loads only when a helper is configured, not with every registry client.
+  const { execa } = await import('execa');
   const result = await execa(`docker-credential-${helper}`, [verb], {
     input,
     env,

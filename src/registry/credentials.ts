@@ -5,7 +5,6 @@
 import { readFile } from 'node:fs/promises';
 import { homedir as osHomedir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { TskoError } from '../errors.js';
 import { execCredentialHelper } from './credential-helper.js';
 import type { Credentials } from './auth.js';
@@ -123,6 +122,8 @@ async function fromHelper(
 }
 
 const runCommand: CommandRunner = async (file, args, env, signal) => {
+  // execa loads only when a command actually runs (gcloud), not for every credentials lookup.
+  const { execa } = await import('execa');
   const result = await execa(file, args, { env, extendEnv: false, timeout: 30_000, reject: false, ...(signal ? { cancelSignal: signal } : {}) });
   return result.failed ? undefined : String(result.stdout);
 };
