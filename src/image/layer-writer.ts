@@ -9,10 +9,11 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { createGzip, constants as zlibConstants } from 'node:zlib';
 import * as tar from 'tar-stream';
+import { compressLayer } from './compress.js';
 import type { Digest } from './digest.js';
 import { memoryLayer } from './layer.js';
+import type { LayerCompression } from './media-types.js';
 import type { Layer } from './types.js';
 
 export interface TarEntry {
@@ -28,7 +29,7 @@ export interface TarEntry {
   content?: Buffer | { path: string; size: number };
 }
 
-export type LayerCompression = 'gzip' | 'none';
+export type { LayerCompression };
 
 export async function writeLayer(
   entries: Iterable<TarEntry> | AsyncIterable<TarEntry>,
@@ -56,8 +57,8 @@ export async function writeLayer(
     }
   }
   const consumed =
-    compression === 'gzip'
-      ? pipeline(source, hashUncompressed, createGzip({ level: zlibConstants.Z_BEST_SPEED }), collect)
+    compression !== 'none'
+      ? pipeline(source, hashUncompressed, compressLayer(compression), collect)
       : pipeline(source, collect);
 
   try {
@@ -71,7 +72,7 @@ export async function writeLayer(
   await consumed;
 
   const digest = `sha256:${digestHash.digest('hex')}` as Digest;
-  const diffId = compression === 'gzip' ? (`sha256:${diffHash.digest('hex')}` as Digest) : digest;
+  const diffId = compression !== 'none' ? (`sha256:${diffHash.digest('hex')}` as Digest) : digest;
   return memoryLayer({ digest, diffId, mediaType }, Buffer.concat(chunks, size));
 }
 

@@ -11,9 +11,13 @@ import { pipeline } from 'node:stream/promises';
 import { describe, it } from 'node:test';
 import { constants, gunzipSync, gzipSync, zstdDecompressSync } from 'node:zlib';
 import { compressLayer, DEFAULT_GZIP_BLOCK_SIZE, type Compression, type CompressOptions } from '../../src/image/compress.js';
-import { isAbortError } from '../../src/errors.js';
+import { resolveConfig } from '../../src/config/resolve.js';
+import { isAbortError, TskoError } from '../../src/errors.js';
+import { appLayerFormat, DOCKER_LAYER_GZIP, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../../src/image/media-types.js';
+import { writeLayer } from '../../src/image/layer-writer.js';
+import { readLayer } from '../../src/image/layer.js';
 import { goCacheDir } from '../support/go-env.js';
-import { withTempDir } from '../support/tmp.js';
+import { makeTempDir, withTempDir } from '../support/tmp.js';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -265,4 +269,51 @@ describe('errors and aborts', () => {
       assert.ok(released, 'the input generator was closed');
     });
   }
+});
+
+describe('choosing the layer format', () => {
+  it('maps --layer-compression onto the base family: zstd on OCI only, none falls back to gzip on Docker', () => {
+    assert.deepEqual(appLayerFormat('oci', undefined, 'b'), { compression: 'gzip', mediaType: OCI_LAYER_GZIP });
+    assert.deepEqual(appLayerFormat('oci', 'gzip', 'b'), { compression: 'gzip', mediaType: OCI_LAYER_GZIP });
+    assert.deepEqual(appLayerFormat('oci', 'zstd', 'b'), { compression: 'zstd', mediaType: OCI_LAYER_ZSTD });
+    assert.deepEqual(appLayerFormat('oci', 'none', 'b'), { compression: 'none', mediaType: OCI_LAYER });
+    assert.deepEqual(appLayerFormat('docker', 'gzip', 'b'), { compression: 'gzip', mediaType: DOCKER_LAYER_GZIP });
+    assert.deepEqual(appLayerFormat('docker', 'none', 'b'), { compression: 'gzip', mediaType: DOCKER_LAYER_GZIP });
+    assert.throws(
+      () => appLayerFormat('docker', 'zstd', 'docker.io/library/alpine:3'),
+      (err: unknown) => err instanceof TskoError && err.code === 'BASE_IMAGE' && /docker\.io\/library\/alpine:3 is a Docker schema 2 image/.test(err.message) && /--layer-compression gzip/.test(err.hint ?? ''),
+    );
+  });
+
+  it('takes --layer-compression for one-shot builds and the dev loop, and refuses anything else', async (t) => {
+    const cwd = await makeTempDir('compress-config', t);
+    const env = { KO_DOCKER_REPO: 'registry.example.com/team' };
+    assert.equal((await resolveConfig({ cwd, env, command: 'build' })).build.image.layerCompression, undefined, 'gzip unless asked');
+    assert.equal((await resolveConfig({ cwd, env, command: 'build', build: { layerCompression: 'zstd' } })).build.image.layerCompression, 'zstd');
+    await assert.rejects(resolveConfig({ cwd, env, command: 'build', build: { layerCompression: 'xz' } }), (err: unknown) => err instanceof TskoError && err.code === 'USAGE' && /gzip or zstd, got "xz"/.test(err.message));
+
+    const remote = { cwd, env, command: 'dev' as const, dev: { target: 'kubernetes' } };
+    assert.equal((await resolveConfig(remote)).build.image.layerCompression, 'gzip', 'auto is gzip when the registry is elsewhere');
+    assert.equal((await resolveConfig({ ...remote, dev: { ...remote.dev, layerCompression: 'zstd' } })).build.image.layerCompression, 'zstd');
+    const local = { cwd, env: {}, command: 'dev' as const, dev: {} };
+    assert.equal((await resolveConfig(local)).build.image.layerCompression, 'none', 'auto is plain tar with the embedded registry and the local target');
+    assert.equal((await resolveConfig({ ...local, dev: { layerCompression: 'zstd' } })).build.image.layerCompression, 'zstd');
+    assert.equal((await resolveConfig({ cwd, env, command: 'deploy', dev: { target: 'kubernetes' } })).build.image.layerCompression, 'gzip');
+  });
+
+  it('writes zstd layers whose diff_id is the tar inside and whose digest is the frame', async () => {
+    const entries = [
+      { name: 'ko-app', type: 'directory' as const, mode: 0o555 },
+      { name: 'ko-app/x', type: 'file' as const, mode: 0o555, content: sample(300_000) },
+    ];
+    const layer = await writeLayer(entries, OCI_LAYER_ZSTD, 'zstd');
+    const bytes = await readLayer(layer);
+    assert.equal(layer.mediaType, OCI_LAYER_ZSTD);
+    assert.equal(layer.digest, `sha256:${sha256(bytes)}`);
+    const tar = zstdDecompressSync(bytes);
+    assert.equal(layer.diffId, `sha256:${sha256(tar)}`);
+    const gz = await writeLayer(entries, OCI_LAYER_GZIP, 'gzip');
+    assert.equal(gz.diffId, layer.diffId, 'the same tar under both compressions');
+    assert.ok(gunzipSync(await readLayer(gz)).equals(tar));
+  });
 });
