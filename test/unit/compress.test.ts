@@ -15,6 +15,8 @@ import { resolveConfig } from '../../src/config/resolve.js';
 import { isAbortError, TskoError } from '../../src/errors.js';
 import { appLayerFormat, DOCKER_LAYER_GZIP, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../../src/image/media-types.js';
 import { writeLayer } from '../../src/image/layer-writer.js';
+import { appendAppLayers, createdFromEpoch } from '../../src/image/assemble.js';
+import { builtinStaticBase } from '../../src/image/builtin-base.js';
 import { readLayer } from '../../src/image/layer.js';
 import { goCacheDir } from '../support/go-env.js';
 import { makeTempDir, withTempDir } from '../support/tmp.js';
@@ -315,5 +317,10 @@ describe('choosing the layer format', () => {
     const gz = await writeLayer(entries, OCI_LAYER_GZIP, 'gzip');
     assert.equal(gz.diffId, layer.diffId, 'the same tar under both compressions');
     assert.ok(gunzipSync(await readLayer(gz)).equals(tar));
+
+    const platform = { os: 'linux', architecture: 'amd64' };
+    const image = appendAppLayers(await builtinStaticBase(platform), { importPath: 'example.com/app', appName: 'app', platform, kodataLayer: layer, binaryLayer: layer, created: createdFromEpoch(undefined) });
+    const manifest = JSON.parse(image.manifestBytes.toString()) as { layers: { mediaType: string }[] };
+    assert.deepEqual(manifest.layers.map((l) => l.mediaType), [OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_LAYER_ZSTD], 'the manifest says zstd for our layers');
   });
 });

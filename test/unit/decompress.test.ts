@@ -14,6 +14,9 @@ import * as tar from 'tar-stream';
 import { applyLayer } from '../../src/deploy/layer-apply.js';
 import { compressLayer } from '../../src/image/compress.js';
 import { decompressZstdFrames } from '../../src/image/decompress.js';
+import { readLayer } from '../../src/image/layer.js';
+import { writeLayer } from '../../src/image/layer-writer.js';
+import { OCI_LAYER_ZSTD } from '../../src/image/media-types.js';
 import { makeTempDir } from '../support/tmp.js';
 
 function pseudoRandom(size: number, seed: number): Buffer {
@@ -120,5 +123,20 @@ describe('zstd frames', () => {
     await applyLayer(layer, root);
     assert.deepEqual((await readdir(root)).sort(), ['a.txt', 'b.txt']);
     assert.equal(await readFile(join(root, 'b.txt'), 'utf8'), 'second');
+  });
+
+  it('lets the local target unpack the zstd layers tsko writes', async (t) => {
+    const binary = Buffer.concat([text, noise]);
+    const layer = await writeLayer(
+      [
+        { name: 'ko-app', type: 'directory', mode: 0o555 },
+        { name: 'ko-app/app', type: 'file', mode: 0o555, content: binary },
+      ],
+      OCI_LAYER_ZSTD,
+      'zstd',
+    );
+    const root = await makeTempDir('zstd-layer-apply', t);
+    await applyLayer(await readLayer(layer), root);
+    assert.ok((await readFile(join(root, 'ko-app/app'))).equals(binary));
   });
 });
