@@ -52,5 +52,6 @@ export function addBuildFlags(command: Command): Command {
     .addOption(new Option('--sbom <format>', 'SBOM to publish').choices(['spdx', 'none']).default('spdx'))
     .option('--sbom-dir <dir>', 'also write SBOMs into this directory')
     .option('--disable-optimizations', 'build with -gcflags "all=-N -l" for debuggers')
+    .addOption(new Option('--layer-compression <format>', 'app layers as gzip (default, as ko) or zstd (OCI bases only; see README for who reads it)').choices(['gzip', 'zstd']))
     .option('-L, --local', "load into a local Docker daemon (not supported: tsko doesn't use Docker)");
 }

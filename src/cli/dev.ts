@@ -12,8 +12,8 @@ export function registerDevCommand(program: Command): void {
     .addOption(new Option('--target <target>', "where revisions run (default: the config's dev.target, else local)").choices(['local', 'kubernetes', 'cloudrun']))
     .addOption(new Option('--keep-images <n>', 'images kept per repository in the embedded registry (default 20)').argParser(wholeNumber('--keep-images')))
     .addOption(
-      new Option('--layer-compression <mode>', 'gzip app layers, or not; auto: plain tar when the registry is on this machine and the target local')
-        .choices(['auto', 'gzip', 'none'])
+      new Option('--layer-compression <mode>', 'app layers as gzip (on every core), zstd (OCI bases only) or plain tar; auto: plain tar when the registry is on this machine and the target local, else gzip')
+        .choices(['auto', 'gzip', 'zstd', 'none'])
         .default('auto'),
     )
     .addOption(new Option('--ready-timeout <ms>', 'how long a new local revision has to answer on PORT (default 10000)').argParser(wholeNumber('--ready-timeout')))

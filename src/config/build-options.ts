@@ -4,7 +4,7 @@
 import { cpus } from 'node:os';
 import { TskoError } from '../errors.js';
 import { DEFAULT_PLATFORM, parsePlatform } from '../go/platform.js';
-import type { LayerCompression } from '../image/layer-writer.js';
+import type { LayerCompression } from '../image/media-types.js';
 import type { Platform } from '../image/types.js';
 
 export type NamingMode = 'md5' | 'preserve' | 'base' | 'bare';
@@ -19,8 +19,9 @@ export interface ImageOptions {
   /** Extra go build flags after the configured ones (e.g. --disable-optimizations). */
   extraGoFlags?: string[];
   /**
-   * 'none' writes the app layers as plain tar (OCI bases only; Docker's format has no such
-   * layer type): the dev loop's choice when the registry is on this machine.
+   * gzip by default. 'zstd' (--layer-compression zstd) needs an OCI base. 'none' writes the app
+   * layers as plain tar (OCI bases only; Docker's format has no such layer type): the dev loop's
+   * choice when the registry is on this machine.
    */
   layerCompression?: LayerCompression;
 }
@@ -47,6 +48,8 @@ export interface BuildFlags {
   sbomDir?: string;
   disableOptimizations?: boolean;
   local?: boolean;
+  /** --layer-compression: gzip (ko's) or zstd. */
+  layerCompression?: string;
 }
 
 export interface ResolvedBuildOptions {
@@ -95,6 +98,7 @@ export function resolveBuildOptions(flags: BuildFlags, defaults: BuildDefaults, 
     ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
     ...(flags.ldflags && flags.ldflags.length > 0 ? { ldflags: [...flags.ldflags] } : {}),
     ...(flags.disableOptimizations ? { extraGoFlags: ['-gcflags', 'all=-N -l'] } : {}),
+    ...(flags.layerCompression !== undefined ? { layerCompression: layerCompression(flags.layerCompression) } : {}),
   };
   if (flags.sbom !== undefined && flags.sbom !== 'spdx' && flags.sbom !== 'none') {
     throw new TskoError('USAGE', `--sbom must be spdx or none, got "${flags.sbom}"`);
@@ -129,6 +133,11 @@ export function namingMode(flags: Pick<BuildFlags, 'bare' | 'baseImportPaths' | 
   if (flags.bare) return 'bare';
   if (flags.preserveImportPaths) return 'preserve';
   return 'md5';
+}
+
+function layerCompression(value: string): 'gzip' | 'zstd' {
+  if (value !== 'gzip' && value !== 'zstd') throw new TskoError('USAGE', `--layer-compression must be gzip or zstd, got "${value}"`);
+  return value;
 }
 
 function keyValues(entries: readonly string[], flag: string): Record<string, string> {

@@ -20,7 +20,7 @@ export interface DevFlags {
   keepImages?: number;
   readyTimeout?: number;
   debounce?: number;
-  layerCompression?: 'auto' | 'gzip' | 'none';
+  layerCompression?: 'auto' | 'gzip' | 'zstd' | 'none';
   context?: string;
   namespace?: string;
   deployment?: string;
@@ -76,7 +76,7 @@ export interface ResolvedDevOptions {
   readonly readyTimeoutMs: number | undefined;
   /** Quiet time after a save before building. */
   readonly debounceMs: number;
-  readonly layerCompression: 'auto' | 'gzip' | 'none';
+  readonly layerCompression: 'auto' | 'gzip' | 'zstd' | 'none';
   readonly kubernetes: ResolvedKubernetesTarget | undefined;
   readonly cloudrun: ResolvedCloudRunTarget | undefined;
 }

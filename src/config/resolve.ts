@@ -141,13 +141,13 @@ export async function resolveConfig(inline: InlineConfig = {}): Promise<Resolved
 
 /**
  * The dev loop and `tsko deploy` build the one platform their target runs and push it under
- * `latest` without an SBOM. gzip is a third of a warm iteration's time for an
- * 8 MB binary on a small machine and buys nothing when the registry and the revisions are both on
- * this machine, so there the dev loop's `auto` writes the app layers as plain tar.
+ * `latest` without an SBOM. Compressing buys nothing when the registry and the revisions are both
+ * on this machine, so there the dev loop's `auto` writes the app layers as plain tar; elsewhere
+ * `auto` is gzip, and --layer-compression gzip|zstd|none says otherwise.
  */
 function loopBuildOptions(build: ResolvedBuildOptions, dev: ResolvedDevOptions, devLoop: boolean, registry: string): ResolvedBuildOptions {
   const local = dev.target === 'local' && isLoopbackHost(registry);
-  const compression = !devLoop ? 'gzip' : dev.layerCompression === 'auto' ? (local ? 'none' : 'gzip') : dev.layerCompression;
+  const compression = !devLoop ? (build.image.layerCompression ?? 'gzip') : dev.layerCompression === 'auto' ? (local ? 'none' : 'gzip') : dev.layerCompression;
   return {
     ...build,
     tags: ['latest'],

@@ -4,11 +4,12 @@
 // lies below, and no entry or link target may land outside the root.
 import { chmod, link, lstat, mkdir, open, readdir, readlink, symlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { Readable, type Transform } from 'node:stream';
-import { createGunzip, createZstdDecompress } from 'node:zlib';
+import { Readable, type Duplex } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { throwIfAborted } from '../abort.js';
 import { TskoError } from '../errors.js';
+import { createZstdFramesDecompress } from '../image/decompress.js';
 import { removeTree } from './tree.js';
 
 const MAX_SYMLINK_HOPS = 40;
@@ -50,10 +51,12 @@ export async function applyLayer(bytes: Buffer, root: string, signal?: AbortSign
   await applier.finish();
 }
 
-function decompressorFor(bytes: Buffer): Transform | undefined {
+function decompressorFor(bytes: Buffer): Duplex | undefined {
   // By magic number rather than media type: registries and bases are loose about the latter.
+  // gunzip reads every gzip member; Node's zstd decoder reads only the first frame, so zstd
+  // (several frames in zstd:chunked layers) goes through a decoder that reads them all.
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) return createGunzip({ chunkSize: 256 * 1024 });
-  if (bytes.length >= 4 && bytes.readUInt32LE(0) === 0xfd2fb528) return createZstdDecompress({ chunkSize: 256 * 1024 });
+  if (bytes.length >= 4 && bytes.readUInt32LE(0) === 0xfd2fb528) return createZstdFramesDecompress();
   return undefined;
 }
 

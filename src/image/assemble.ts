@@ -2,7 +2,7 @@
 // laid out as ko lays it out: entrypoint /ko-app/<name>, /ko-app on PATH, KO_DATA_PATH, history
 // entries, diff_ids, base annotations. Pure: the same inputs give the same bytes and digests.
 import { sha256 } from './digest.js';
-import { familyOf, MEDIA_TYPES, OCI_LAYER } from './media-types.js';
+import { familyOf, MEDIA_TYPES, OCI_LAYER, OCI_LAYER_ZSTD } from './media-types.js';
 import type { BaseImage, Image, ImageConfigJson, Layer, ManifestJson, Platform } from './types.js';
 
 export const KO_APP_DIR = '/ko-app';
@@ -26,9 +26,9 @@ export function appendAppLayers(base: BaseImage, options: AppImageOptions): Imag
   const family = familyOf(base.manifestMediaType);
   const types = MEDIA_TYPES[family];
   // Base layers keep their own media type; our gzip layers take the base family's gzip type (a
-  // plain-tar layer, written only for OCI bases, keeps its own).
+  // plain-tar or zstd layer, written only for OCI bases, keeps its own).
   const ours = [options.kodataLayer, options.binaryLayer].map((layer) =>
-    layer.mediaType === OCI_LAYER ? layer : { ...layer, mediaType: types.layer },
+    layer.mediaType === OCI_LAYER || layer.mediaType === OCI_LAYER_ZSTD ? layer : { ...layer, mediaType: types.layer },
   );
   const layers = [...base.layers, ...ours];
 

@@ -1,8 +1,9 @@
 // Writes one image layer in a single pass: tar entries (file contents streamed from disk, never
-// read whole) → tar-stream → gzip (BestSpeed, as ko) → a file in the pipeline's LayerFiles (or
-// memory, for the small layers made without one), hashing the uncompressed bytes (diff_id) and the
-// compressed bytes (digest) on the way. Nothing is read back: the file is what a push uploads (or
-// the embedded registry links), and a retried upload opens it again.
+// read whole) → tar-stream → the compressor (compress.ts: gzip on every core, or zstd) → a file in
+// the pipeline's LayerFiles (or memory, for the small layers made without one), hashing the
+// uncompressed bytes (diff_id) and the compressed bytes (digest) on the way. Nothing is read back:
+// the file is what a push uploads (or the embedded registry links), and a retried upload opens it
+// again.
 //
 // `compression: 'none'` writes a plain tar layer (digest = diff_id). gzip costs ~130 ms for an
 // 8 MB Go binary on a small machine, a third of a warm dev iteration; when the registry is on
@@ -10,11 +11,12 @@
 import { createHash } from 'node:crypto';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { createGzip, constants as zlibConstants } from 'node:zlib';
 import * as tar from 'tar-stream';
+import { compressLayer } from './compress.js';
 import type { Digest } from './digest.js';
 import { fileLayer, memoryLayer } from './layer.js';
 import type { LayerFiles } from './layer-files.js';
+import type { LayerCompression } from './media-types.js';
 import type { Layer } from './types.js';
 
 /** How much of a file is streamed into the tar per read. */
@@ -35,7 +37,7 @@ export interface TarEntry {
   content?: Buffer | { path: string; size: number };
 }
 
-export type LayerCompression = 'gzip' | 'none';
+export type { LayerCompression };
 
 /**
  * Writes a layer of `entries`. With `into`, its bytes go to a file there (Layer.path); without,
@@ -70,8 +72,8 @@ export async function writeLayer(
     }
   }
   const consumed =
-    compression === 'gzip'
-      ? pipeline(source, hashUncompressed, createGzip({ level: zlibConstants.Z_BEST_SPEED }), collect)
+    compression !== 'none'
+      ? pipeline(source, hashUncompressed, compressLayer(compression), collect)
       : pipeline(source, collect);
 
   try {
@@ -86,7 +88,7 @@ export async function writeLayer(
   }
 
   const digest = `sha256:${digestHash.digest('hex')}` as Digest;
-  const diffId = compression === 'gzip' ? (`sha256:${diffHash.digest('hex')}` as Digest) : digest;
+  const diffId = compression !== 'none' ? (`sha256:${diffHash.digest('hex')}` as Digest) : digest;
   const digests = { digest, diffId, mediaType };
   if (memory) return memoryLayer(digests, memory.bytes());
   return fileLayer({ ...digests, size }, await (file as FileSink).keep(digest));

@@ -10,7 +10,7 @@ import { goBuild } from '../go/build.js';
 import { listMainPackage, listPackage } from '../go/list.js';
 import { formatPlatform } from '../go/platform.js';
 import { appendAppLayers, createdFromEpoch } from '../image/assemble.js';
-import { familyOf, MEDIA_TYPES, OCI_LAYER } from '../image/media-types.js';
+import { appLayerFormat, familyOf } from '../image/media-types.js';
 import type { LayerCompression } from '../image/layer-writer.js';
 import type { Layer, Platform } from '../image/types.js';
 import { readGoBuildId } from '../go/buildid.js';
@@ -110,8 +110,7 @@ export class GoBuilder implements Builder {
         const base = await basePromise;
         events.emit({ type: 'base.resolved', importPath, base: base.name, digest: base.digest, cached: false });
         const family = familyOf(base.manifestMediaType);
-        const compression: LayerCompression = family === 'oci' && this.imageOptions.layerCompression === 'none' ? 'none' : 'gzip';
-        const layerType = compression === 'none' ? OCI_LAYER : MEDIA_TYPES[family].layer;
+        const { compression, mediaType: layerType } = appLayerFormat(family, this.imageOptions.layerCompression, base.name);
         const kodataSeconds = epochSeconds(this.config.kodataDateEpoch, 'KO_DATA_DATE_EPOCH');
         const buildId = await readGoBuildId(output).catch(() => undefined);
         const [kodata, binary] = await Promise.all([

@@ -25,6 +25,11 @@ export interface InspectOptions {
 export interface CopyOptions {
   /** Copy every platform of an index (skopeo `--all`), not only the host's. */
   all?: boolean;
+  /**
+   * Have skopeo decompress every layer (verifying its digest) and write it again as gzip: Debian's
+   * umoci (0.4.7) refuses zstd layers ("blob is not correct mediatype"), and reads gzip ones.
+   */
+  recompressGzip?: boolean;
   insecure?: boolean;
   authfile?: string;
   creds?: string;
@@ -57,6 +62,8 @@ export interface CheckImageOptions {
   creds?: string;
   /** Scopes removal of the returned rootfs to this test; default: process exit. */
   t?: AfterHook;
+  /** Pull through skopeo's gzip recompression (for zstd layers, which Debian's umoci cannot unpack). */
+  recompressGzip?: boolean;
 }
 
 export interface CheckedImage {
@@ -125,6 +132,7 @@ export async function skopeoCopyToLayout(ref: string, layoutDir: string, tag: st
   const args = ['copy', '--quiet'];
   if (options.all) args.push('--all');
   if (options.insecure) args.push('--src-tls-verify=false');
+  if (options.recompressGzip) args.push('--dest-compress', '--dest-compress-format', 'gzip');
   args.push(...credentialArgs('src-', options), dockerRef(ref), layoutRef(layoutDir, tag));
   await runSkopeo(args);
 }
@@ -323,7 +331,7 @@ export async function checkImage(ref: string, options: CheckImageOptions = {}): 
   const bundle = join(bundleParent, 'bundle');
   await withTempDir('check-layout', async (layoutParent) => {
     const layout = join(layoutParent, 'layout');
-    await skopeoCopyToLayout(ref, layout, 'check', creds);
+    await skopeoCopyToLayout(ref, layout, 'check', { ...creds, recompressGzip: options.recompressGzip });
     await umociUnpack(layout, 'check', bundle);
   });
   const port = await freePort();
