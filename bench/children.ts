@@ -113,6 +113,8 @@ export interface MemoryKb {
   anon?: number;
   /** File-backed pages: the mapped node binary and libraries. */
   file?: number;
+  /** VmHWM: the peak RSS since the process started. */
+  hwm?: number;
 }
 
 /** VmRSS of a process and its parts in kB, from /proc. */
@@ -131,7 +133,8 @@ export function memoryKb(pid: number): MemoryKb | undefined {
   if (rss === undefined) return undefined;
   const anon = field('RssAnon');
   const file = field('RssFile');
-  return { rss, ...(anon !== undefined ? { anon } : {}), ...(file !== undefined ? { file } : {}) };
+  const hwm = field('VmHWM');
+  return { rss, ...(anon !== undefined ? { anon } : {}), ...(file !== undefined ? { file } : {}), ...(hwm !== undefined ? { hwm } : {}) };
 }
 
 /** Poll a URL until it answers (any status below 500) or the deadline passes. */

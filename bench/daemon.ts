@@ -11,6 +11,8 @@ export interface DaemonOptions {
   cwd: string;
   port: number;
   env: Record<string, string>;
+  /** More `tsko dev` flags (e.g. `--layer-compression gzip`). */
+  args?: readonly string[];
 }
 
 /** One iteration, as the daemon's events describe it. Times are ms since the epoch. */
@@ -41,14 +43,26 @@ export interface SettledSave {
 
 type Ev = TskoEvent;
 
-/** The single child of `pid`, from /proc (undefined when there is none or several). */
-function childOf(pid: number): number | undefined {
+/**
+ * The child of `pid` that is the same tsko command re-executed (same Node binary, a command line
+ * naming `tskoBin`), from /proc. Its other children (revisions, go build) are never it.
+ */
+function reexecChildOf(pid: number, tskoBin: string): number | undefined {
+  let children: string[];
   try {
-    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
-    return children.length === 1 ? Number(children[0]) : undefined;
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
   } catch {
     return undefined;
   }
+  for (const child of children) {
+    try {
+      const argv = readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0');
+      if (argv[0] === process.execPath && argv.includes(tskoBin)) return Number(child);
+    } catch {
+      // exited while we looked
+    }
+  }
+  return undefined;
 }
 
 export class DevDaemon {
@@ -61,28 +75,35 @@ export class DevDaemon {
     private readonly children: Children,
     readonly child: ReturnType<Children['spawn']>,
     readonly port: number,
+    private readonly tskoBin: string,
   ) {}
 
   static start(children: Children, options: DaemonOptions): DevDaemon {
-    const child = children.spawn(process.execPath, [options.tskoBin, 'dev', '.', '--json', '--port', String(options.port)], {
+    const child = children.spawn(process.execPath, [options.tskoBin, 'dev', '.', '--json', '--port', String(options.port), ...(options.args ?? [])], {
       cwd: options.cwd,
       env: options.env,
       extendEnv: false,
       stdin: 'ignore',
       buffer: false,
     });
-    const daemon = new DevDaemon(children, child, options.port);
+    const daemon = new DevDaemon(children, child, options.port, options.tskoBin);
     daemon.collect();
     return daemon;
   }
 
   /**
-   * The daemon's own pid. bin/tsko.js re-executes `dev` once (to set malloc tuning before Node
-   * starts), so the process spawned here is a small wrapper and the daemon is its one child.
+   * The pid of the process that serves. When bin/tsko.js re-executes `dev` (to set malloc tuning
+   * before Node starts), the process spawned here is a wrapper and the daemon is its child.
    */
   get pid(): number {
     if (this.child.pid === undefined) throw new Error('tsko dev did not start');
-    return childOf(this.child.pid) ?? this.child.pid;
+    return reexecChildOf(this.child.pid, this.tskoBin) ?? this.child.pid;
+  }
+
+  /** The re-exec wrapper's pid, when there is one. */
+  get wrapperPid(): number | undefined {
+    const daemon = this.pid;
+    return daemon !== this.child.pid ? this.child.pid : undefined;
   }
 
   rssKb(): number | undefined {

@@ -91,3 +91,16 @@ export async function heapGrowth(beforePath: string, afterPath: string, top = 10
     top: rows.sort((a, b) => b.bytesDelta - a.bytesDelta).slice(0, top),
   };
 }
+
+/** The live JS heap of one snapshot and its largest groups. */
+export async function heapTop(path: string, top = 10): Promise<{ liveMb: number; top: Array<{ name: string; count: number; bytes: number }> }> {
+  const map = groups(JSON.parse(await readFile(path, 'utf8')) as HeapSnapshot);
+  const total = [...map.values()].reduce((sum, g) => sum + g.bytes, 0);
+  return {
+    liveMb: Math.round((total / 2 ** 20) * 10) / 10,
+    top: [...map.entries()]
+      .map(([name, g]) => ({ name, count: g.count, bytes: g.bytes }))
+      .sort((a, b) => b.bytes - a.bytes)
+      .slice(0, top),
+  };
+}

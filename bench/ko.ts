@@ -1,5 +1,5 @@
 // ko, the tool tsko is measured against: the pinned version installed once into a cache dir with
-// `go install` from the Go module proxy, a registry of tsko's own implementation for it to push
+// `go install` from the Go module proxy (air goes the same way), a registry of tsko's own implementation for it to push
 // to (its own root, its own port), and one timed `ko build` of the example.
 import { access, mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -14,25 +14,45 @@ export type KoBinary = { available: true; path: string; version: string } | { av
 
 /** ko at `<cache>/tsko-dev/ko/<version>/ko`, built there from the module proxy when missing. */
 export async function ensureKo(children: Children, version: string, env: NodeJS.ProcessEnv): Promise<KoBinary> {
+  return ensureGoTool(children, { module: KO_MODULE, name: 'ko', version, versionArgs: ['version'] }, env);
+}
+
+export interface GoTool {
+  /** The module to `go install` (its main package at the root). */
+  module: string;
+  /** The binary's name, and the cache dir's. */
+  name: string;
+  version: string;
+  /** Arguments that make it print its version and exit 0. */
+  versionArgs: string[];
+}
+
+/**
+ * A Go tool at `${XDG_CACHE_HOME:-~/.cache}/tsko-dev/<name>/<version>/<name>`, built there once with
+ * `go install module@version` from the Go module proxy when missing.
+ */
+export async function ensureGoTool(children: Children, tool: GoTool, env: NodeJS.ProcessEnv): Promise<KoBinary> {
   const cacheHome = env.XDG_CACHE_HOME || join(homedir(), '.cache');
-  const dir = join(cacheHome, 'tsko-dev', 'ko', version);
-  const path = join(dir, 'ko');
+  const dir = join(cacheHome, 'tsko-dev', tool.name, tool.version);
+  const path = join(dir, tool.name);
+  const spec = `${tool.module}@${tool.version}`;
   if (!(await exists(path))) {
     await mkdir(dir, { recursive: true });
-    process.stderr.write(`bench: installing ko ${version} into ${dir} (go install, once)…\n`);
-    const install = await children.spawn('go', ['install', `${KO_MODULE}@${version}`], {
+    process.stderr.write(`bench: installing ${tool.name} ${tool.version} into ${dir} (go install, once)…\n`);
+    const install = await children.spawn('go', ['install', spec], {
       env: { ...stringEnv(env), GOBIN: dir, CGO_ENABLED: '0' },
       extendEnv: false,
       timeout: 10 * 60_000,
       stdin: 'ignore',
     });
     if (install.exitCode !== 0 || !(await exists(path))) {
-      return { available: false, reason: `go install ${KO_MODULE}@${version} failed: ${tail(String(install.stderr ?? install.message), 5)}` };
+      return { available: false, reason: `go install ${spec} failed: ${tail(String(install.stderr ?? install.message), 5)}` };
     }
   }
-  const probe = await children.spawn(path, ['version'], { timeout: 30_000, stdin: 'ignore' });
-  if (probe.exitCode !== 0) return { available: false, reason: `${path} version failed: ${tail(String(probe.stderr), 5)}` };
-  return { available: true, path, version: String(probe.stdout).trim() || version };
+  const probe = await children.spawn(path, tool.versionArgs, { timeout: 30_000, stdin: 'ignore' });
+  if (probe.exitCode !== 0) return { available: false, reason: `${path} ${tool.versionArgs.join(' ')} failed: ${tail(String(probe.stderr), 5)}` };
+  const printed = `${String(probe.stdout)}\n${String(probe.stderr)}`;
+  return { available: true, path, version: /v?\d+\.\d+\.\d+[\w.+-]*/.exec(printed)?.[0] ?? tool.version };
 }
 
 export interface KoRegistry {
