@@ -5,10 +5,10 @@
 // This file must run on a Node too old for dist/, so that such a Node prints one line naming the
 // Node tsko needs instead of a SyntaxError from deep in dist/: keep it to syntax Node 14 parses
 // (no `??`, `?.`, top-level await, class fields) and import dist/ only after the check.
-import { existsSync, readFileSync } from 'fs';
+import { existsSync, mkdirSync, readFileSync } from 'fs';
 import * as nodeModule from 'module';
 import { homedir } from 'os';
-import { isAbsolute, join } from 'path';
+import { dirname, isAbsolute, join } from 'path';
 import { fileURLToPath } from 'url';
 
 /** The lowest Node package.json's `engines.node` (">=22", ">=22.12.0") accepts, as [major, minor, patch]. */
@@ -38,14 +38,32 @@ if (olderThan(process.versions.node, minimum.parts)) {
   process.exit(1);
 }
 
+/**
+ * Makes `dir` one level at a time; false when any level cannot be made. Not Node's recursive mkdir
+ * (nor enableCompileCache's own), which loops forever where a directory exists but cannot hold
+ * children (HOME under /proc): a cache must never hang a command.
+ */
+function makeDirectory(dir) {
+  if (existsSync(dir)) return true;
+  var parent = dirname(dir);
+  if (parent === dir || !makeDirectory(parent)) return false;
+  try {
+    mkdirSync(dir);
+  } catch (err) {
+    if (!err || err.code !== 'EEXIST') return false;
+  }
+  return true;
+}
+
 // Compiled code for every module loaded from here on is cached on disk, so a warm start parses
-// less JavaScript. NODE_COMPILE_CACHE (a directory) and NODE_DISABLE_COMPILE_CACHE=1 keep Node's
-// own meaning; otherwise the cache goes beside tsko's other caches. A cache that cannot be made
-// (a read-only home) only costs the speed.
+// less JavaScript (and strips tsko.config.ts's types once). NODE_COMPILE_CACHE (a directory) and
+// NODE_DISABLE_COMPILE_CACHE=1 keep Node's own meaning; otherwise the cache goes beside tsko's
+// other caches. A cache that cannot be made (a read-only home) only costs the speed.
 if (!process.env.NODE_COMPILE_CACHE && typeof nodeModule.enableCompileCache === 'function') {
   try {
     var xdg = process.env.XDG_CACHE_HOME;
-    nodeModule.enableCompileCache(join(xdg && isAbsolute(xdg) ? xdg : join(homedir(), '.cache'), 'tsko', 'compile-cache'));
+    var cacheDir = join(xdg && isAbsolute(xdg) ? xdg : join(homedir(), '.cache'), 'tsko', 'compile-cache');
+    if (makeDirectory(cacheDir)) nodeModule.enableCompileCache(cacheDir);
   } catch (err) {
     // Never fail a command over a cache.
   }

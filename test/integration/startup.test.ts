@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { cp, writeFile } from 'node:fs/promises';
+import { cp, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { execa } from 'execa';
@@ -97,6 +97,17 @@ describe('tsko version', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, `${manifest.version}\n`);
     assert.equal(result.stderr, '');
+  });
+
+  it('runs when its compile cache cannot be made: HOME under /proc, ~/.cache a dangling symlink', async (t) => {
+    // Node's own recursive mkdir loops forever under /proc; bin/tsko.js must not call it there.
+    const home = await makeTempDir('startup-home', t);
+    await symlink(join(home, 'unmounted', 'cache'), join(home, '.cache'));
+    for (const env of [{ HOME: '/proc/no-such-home', XDG_CACHE_HOME: undefined }, { HOME: home, XDG_CACHE_HOME: undefined }, { XDG_CACHE_HOME: '/proc/no-such-cache' }]) {
+      const result = await runTsko(['version'], { env, timeoutMs: 20_000 });
+      assert.equal(result.code, 0, `${JSON.stringify(env)}: ${result.stderr}`);
+      assert.equal(result.stdout, `${manifest.version}\n`);
+    }
   });
 
   it('takes -v like every command', async () => {
