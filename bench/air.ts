@@ -2,6 +2,7 @@
 // old process and start the new binary. Installed once like ko; run on its own copy of a service
 // with a generated .air.toml (no delay, the same `go build -trimpath` as tsko, the service on its
 // own PORT); a save is timed from the write until that port answers the new version string.
+// air v1.67 reads `delay = 0` from a file as "unset" (its 1 s default stays), so the flag sets it.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep, tail, type Children } from './children.js';
@@ -28,8 +29,13 @@ function airToml(binary: string): string {
     `entrypoint = [${JSON.stringify(binary)}]`,
     'include_ext = ["go"]',
     'exclude_dir = ["tmp"]',
+    // Ignored from the file (air merges it over its 1000 ms default, which wins over a zero): the
+    // command line's --build.delay 0 sets it.
     'delay = 0',
     'stop_on_error = true',
+    // A save (truncate, then write) is two file events; with no delay air would build twice, the
+    // second build running on into the next measurement. Its checksum check builds once.
+    'exclude_unchanged = true',
     // SIGKILL the old process at once (air's default), as tsko replaces a revision.
     'send_interrupt = false',
     'kill_delay = "0s"',
@@ -51,6 +57,9 @@ function airToml(binary: string): string {
 
 export class AirRunner {
   private output = '';
+  private partial = '';
+  /** How many builds air has started (its "building..." lines). */
+  private builds = 0;
 
   private constructor(
     private readonly children: Children,
@@ -67,7 +76,7 @@ export class AirRunner {
     const binary = join(options.copy.dir, 'tmp', 'main');
     const config = join(options.copy.dir, '.air.toml');
     await writeFile(config, airToml(binary));
-    const child = children.spawn(options.air, ['-c', config], {
+    const child = children.spawn(options.air, ['-c', config, '--build.delay', '0'], {
       cwd: options.copy.dir,
       env: { ...options.env, PORT: String(options.port), CGO_ENABLED: '0' },
       extendEnv: false,
@@ -76,7 +85,11 @@ export class AirRunner {
     });
     const runner = new AirRunner(children, child, options.port);
     const keep = (chunk: Buffer) => {
-      runner.output = (runner.output + chunk.toString('utf8')).slice(-20000);
+      const text = chunk.toString('utf8');
+      runner.output = (runner.output + text).slice(-20000);
+      const lines = (runner.partial + text).split('\n');
+      runner.partial = (lines.pop() ?? '').slice(-1000);
+      runner.builds += lines.filter((line) => line.includes('building...')).length;
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
@@ -106,6 +119,11 @@ export class AirRunner {
       if (Date.now() > deadline) throw new Error(`air: port ${this.port} did not serve "${version}" within ${timeoutMs} ms:\n${this.outputTail()}`);
       await sleep(AIR_POLL_MS);
     }
+  }
+
+  /** Builds air started so far: a save that starts two (one per file event) shows here. */
+  get buildsStarted(): number {
+    return this.builds;
   }
 
   outputTail(): string {

@@ -170,6 +170,8 @@ export interface ServiceRun {
     ko: number[];
     tskoBuild: number[];
     air: number[];
+    /** Builds air started per timed save (more than 1: it built the save's file events separately). */
+    airBuilds: number[];
     /** air saves that did not end serving their text in time. */
     airFailed: string[];
     rounds: WarmRound[];

@@ -443,6 +443,7 @@ async function warmService(ctx: Context, setup: ServiceSetup, rounds: number): P
   const buildTimes: number[] = [];
   const airTimes: number[] = [];
   const airFailed: string[] = [];
+  const airBuilds: number[] = [];
   const paired: WarmRound[] = [];
   const samples: MemorySample[] = [];
   const { copy: floorCopy, output: floorOut, prepareGoBuildMs, binaryBytes } = setup.floor;
@@ -516,15 +517,21 @@ async function warmService(ctx: Context, setup: ServiceSetup, rounds: number): P
       let airMs: number | undefined;
       if (air) {
         const airVersion = `air ${tag}`;
+        const buildsBefore = air.runner.buildsStarted;
         const savedAt = await editVersion(air.copy, airVersion);
         try {
           airMs = await air.runner.waitServing(airVersion, savedAt, WARM_TIMEOUT_MS);
-          if (measured) airTimes.push(airMs);
+          // A second build of the same save may start after the port already serves: count after the gap.
+          await sleep(gapMs);
+          if (measured) {
+            airTimes.push(airMs);
+            airBuilds.push(air.runner.buildsStarted - buildsBefore);
+          }
           pair.air = airMs;
         } catch (err) {
           if (measured) airFailed.push(`${airVersion}: ${(err as Error).message.split('\n')[0]}`);
+          await sleep(gapMs);
         }
-        await sleep(gapMs);
       }
 
       let remoteMs: number | undefined;
@@ -571,7 +578,7 @@ async function warmService(ctx: Context, setup: ServiceSetup, rounds: number): P
       name,
       binaryBytes,
       prepareGoBuildMs,
-      warm: { tsko: warm, remote: remote?.warm ?? null, goBuild, ko: koTimes, tskoBuild: buildTimes, air: airTimes, airFailed, rounds: paired },
+      warm: { tsko: warm, remote: remote?.warm ?? null, goBuild, ko: koTimes, tskoBuild: buildTimes, air: airTimes, airBuilds, airFailed, rounds: paired },
       memory,
     };
     const local: DaemonRecipe = { service: name, mode: 'local', copy: tskoCopy, xdg: setup.xdg, gocache };
@@ -778,6 +785,11 @@ function notesFrom(results: Omit<Results, 'notes' | 'why'>, daemonStageEnds: Rec
         notes.push(`${service.name}, ${label} daemon: ${split} of ${warm.iterationsPerSave.length} warm saves (one in-place write each) started more than one iteration: ${detail}.`);
       }
       if (warm.servedWrong.length > 0) notes.push(`${service.name}, ${label} daemon: saves that did not end serving their text: ${warm.servedWrong.join('; ')}.`);
+    }
+    const airBuilds = service.warm.airBuilds ?? [];
+    if (airBuilds.length > 0) {
+      const twice = airBuilds.filter((n) => n > 1).length;
+      notes.push(`${service.name}: air started ${airBuilds.join(', ')} builds for its timed saves (one in-place write each)${twice > 0 ? `: ${twice} of ${airBuilds.length} saves built more than once (a file event each)` : ''}.`);
     }
     if (service.warm.airFailed.length > 0) notes.push(`${service.name}: air saves that did not end serving their text: ${service.warm.airFailed.join('; ')}.`);
   }
