@@ -92,6 +92,23 @@ export type TskoEvent =
   | (Base & { type: 'watch'; paused: boolean; queued?: string[] })
   /** A remote rollout's progress (kubectl's and gcloud's status lines), for the dashboard. */
   | (Base & { type: 'rollout'; target: 'kubernetes' | 'cloudrun'; message: string })
+  /**
+   * A remote target's check before the first build (context reachable, credentials valid, the
+   * Deployment/service and container there, permission to patch): `ok: false` carries the target's
+   * own reason (`Forbidden`, `NotFound`, `PERMISSION_DENIED`, …) and the one-line error follows.
+   */
+  | (Base & { type: 'preflight'; target: 'kubernetes' | 'cloudrun'; ok: boolean; ms: number; reason?: string; message: string })
+  /**
+   * A rollout that cannot succeed, reported the moment the target says so (ReplicaFailure,
+   * FailedCreate, a paused Deployment, ErrImagePull, a crash loop, a Cloud Run condition), with the
+   * target's own reason; the iteration's error event follows.
+   */
+  | (Base & { type: 'rollout.failed'; target: 'kubernetes' | 'cloudrun'; reason: string; message: string; logs?: string[] })
+  /**
+   * A local revision's process ended on its own (not stopped by tsko): while starting, or after it
+   * was serving (`crashed`). `code`/`signal` as Node reports them; `lastLines` its last log lines.
+   */
+  | (Base & { type: 'revision.exit'; revision: string; phase: 'starting' | 'serving'; code: number | null; signal: string | null; lastLines: string[] })
   | (Base & { type: 'error'; error: ErrorInfo });
 
 export type TskoEventType = TskoEvent['type'];

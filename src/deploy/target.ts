@@ -51,6 +51,13 @@ export interface Rollout {
   ready(): Promise<DeployResult>;
 }
 
+export interface PreflightRequest {
+  service: string;
+  importPath: string;
+  events: EventBus;
+  signal: AbortSignal;
+}
+
 export interface Target {
   readonly kind: TargetKind;
   /**
@@ -65,6 +72,13 @@ export interface Target {
    * serves an image the registry does not hold in full — and fails when the push fails.
    */
   deployBeforePush?(request: EarlyDeployRequest): Promise<Rollout>;
+  /**
+   * Remote targets only: checks, before the first build, that a deploy can succeed (context or
+   * project reachable, credentials valid, the Deployment/service and container exist or can be
+   * created, permission to patch). Emits a `preflight` event, and throws a TskoError whose message
+   * is one line and whose hint is the fix. Cheap enough to run once per session.
+   */
+  preflight?(request: PreflightRequest): Promise<void>;
   /** Stops what the target started (local revisions, proxies); idempotent. */
   close(): Promise<void>;
 }
