@@ -32,6 +32,8 @@ export async function runDeploy(importPath: string, flags: LoopCommandFlags, ver
     const resolved = await pipeline.resolve(importPath, controller.signal);
     const service = serviceNameOf(resolved.pkg.importPath);
     target = await targets.make(service, { target: importPath }, 0);
+    // A remote target that cannot take this deploy says so now, before the build and the push.
+    await target.preflight?.({ service, importPath: resolved.pkg.importPath, events, signal: controller.signal });
     const outcome = await runIteration({ service, iteration: 1, trigger: ['deploy'], target: resolved, pipeline, deployTo: target, events, signal: controller.signal });
     if (outcome.result !== 'deployed') {
       throw outcome.failure ?? new TskoError('ABORTED', outcome.result === 'cancelled' ? 'interrupted' : `nothing deployed (${outcome.result})`);

@@ -83,12 +83,14 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
   let watcher: ScopeWatcher | undefined;
   let closed = false;
   let paused = false;
+  const preflightAbort = new AbortController();
   /** The reload running now, if any (they run one after another). */
   let reloading: Promise<void> = Promise.resolve();
 
   const close = async () => {
     if (closed) return;
     closed = true;
+    preflightAbort.abort(new TskoError('ABORTED', 'the session stopped'));
     if (reloadTimer) clearTimeout(reloadTimer);
     await reloading;
     await Promise.all(watched.map((w) => w.loop.close()));
@@ -247,6 +249,10 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
       };
       watched.push(entry);
     }
+    // A remote target that cannot take a deploy (no such Deployment, no permission, an unknown
+    // project) fails the command now, in one line with the fix, not after the first build and push.
+    // The close() below aborts a preflight still running when the session stops.
+    await Promise.all(watched.map((entry) => entry.target.preflight?.({ service: entry.loop.name, importPath: entry.loop.importPath, events, signal: preflightAbort.signal })));
 
     watcher = new ScopeWatcher(onChange, (err) => events.emit({ type: 'log', level: 'warn', message: `watcher: ${toErrorInfo(err).message}` }));
     await Promise.all(watched.map(refreshScope));
