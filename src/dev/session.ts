@@ -252,7 +252,7 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
     // A remote target that cannot take a deploy (no such Deployment, no permission, an unknown
     // project) fails the command now, in one line with the fix, not after the first build and push.
     // The close() below aborts a preflight still running when the session stops.
-    await Promise.all(watched.map((entry) => entry.target.preflight?.({ service: entry.loop.name, importPath: entry.loop.importPath, events, signal: preflightAbort.signal })));
+    await Promise.all(watched.map(async (entry) => entry.target.preflight?.({ service: entry.loop.name, importPath: entry.loop.importPath, events, signal: preflightAbort.signal })));
 
     watcher = new ScopeWatcher(onChange, (err) => events.emit({ type: 'log', level: 'warn', message: `watcher: ${toErrorInfo(err).message}` }));
     await Promise.all(watched.map(refreshScope));
