@@ -52,7 +52,12 @@ export type TskoEvent =
    * except the local target's `deploy`, which runs alongside `push`.
    */
   | (Base & { type: 'stage.end'; stage: Stage; importPath?: string; platform?: string; ms: number; ok: boolean; cancelled?: boolean })
-  | (Base & { type: 'go.build'; importPath: string; platform: string; output: string; ms: number })
+  /**
+   * `compiled`/`packages`: how many of the build's packages go compiled rather than took from its
+   * build cache, out of how many it needed (known for the first build of a binary in a process;
+   * absent otherwise). A first iteration is cold only when it compiled most of them.
+   */
+  | (Base & { type: 'go.build'; importPath: string; platform: string; output: string; ms: number; compiled?: number; packages?: number })
   | (Base & { type: 'layer.built'; importPath: string; digest: string; diffId: string; size: number; ms: number })
   | (Base & {
       type: 'blob';
@@ -109,6 +114,8 @@ export type TskoEvent =
    * was serving (`crashed`). `code`/`signal` as Node reports them; `lastLines` its last log lines.
    */
   | (Base & { type: 'revision.exit'; revision: string; phase: 'starting' | 'serving'; code: number | null; signal: string | null; lastLines: string[] })
+  /** `tsko dev` writes every event of the session to this file (JSON lines); emitted once, first. */
+  | (Base & { type: 'session.log'; path: string })
   | (Base & { type: 'error'; error: ErrorInfo });
 
 export type TskoEventType = TskoEvent['type'];

@@ -1,6 +1,7 @@
 // The plain reporter: one timed line per interesting event, on stderr (or any stream), for
 // one-shot commands and for `tsko dev` when stdout is not a terminal. Reads only event types.
-import type { TskoEvent } from '../src/events.js';
+import type { ErrorInfo, TskoEvent } from '../src/events.js';
+import { describeGoWork, goWorkOf } from './first-iteration.js';
 
 export interface PlainReporterOptions {
   write: (line: string) => void;
@@ -33,8 +34,15 @@ export function formatPlainEvent(event: TskoEvent, verbose = false): string | un
     case 'stage.start':
       if (event.stage === 'build' && event.importPath) return `${prefix}Building ${event.importPath} for ${event.platform ?? ''}`.trimEnd();
       return undefined;
-    case 'go.build':
+    case 'stage.end':
+      // A stage that failed is named with its ✗ (a cancelled one is the next save's business).
+      return event.ok || event.cancelled ? undefined : `${prefix}✗ ${event.stage} failed after ${ms(event.ms)}`;
+    case 'go.build': {
+      // A binary's first build says what go did, so a "first" iteration is not mistaken for cold.
+      const work = goWorkOf(event);
+      if (work) return `${prefix}go build ${event.importPath} (${event.platform}) took ${ms(event.ms)}: ${describeGoWork(work)}`;
       return verbose ? `${prefix}go build ${event.importPath} (${event.platform}) took ${ms(event.ms)}` : undefined;
+    }
     case 'layer.built':
       return verbose ? `${prefix}layer ${shortDigest(event.digest)} (${size(event.size)}) in ${ms(event.ms)}` : undefined;
     case 'blob':
@@ -55,8 +63,16 @@ export function formatPlainEvent(event: TskoEvent, verbose = false): string | un
     case 'iteration.end': {
       const detail = [event.reference, event.revision, event.url].filter(Boolean).join(' · ');
       const err = event.error ? `: ${event.error.message}` : '';
-      return `${prefix}${event.result} in ${ms(event.ms)}${detail ? ` · ${detail}` : ''}${err}`;
+      const head = `${prefix}${event.result} in ${ms(event.ms)}${detail ? ` · ${detail}` : ''}${err}`;
+      return event.error ? [head, ...errorBody(event.error)].join('\n') : head;
     }
+    case 'revision.exit': {
+      const how = event.signal ? `signal ${event.signal}` : `exit code ${event.code ?? '?'}`;
+      const what = event.phase === 'serving' ? 'crashed' : 'exited while starting';
+      return [`${prefix}✗ ${event.revision} ${what} (${how})`, ...event.lastLines.map((line) => `  │ ${line}`)].join('\n');
+    }
+    case 'session.log':
+      return `session log: ${event.path}`;
     case 'revision.log':
       return `${prefix}${event.revision} | ${event.line}`;
     case 'rollout':
@@ -66,6 +82,24 @@ export function formatPlainEvent(event: TskoEvent, verbose = false): string | un
     default:
       return undefined;
   }
+}
+
+/**
+ * Everything an error carries under its one line: every compiler diagnostic with all its notes
+ * (a `go get …` fix included), else the hint and the tool's own output, indented.
+ */
+export function errorBody(error: ErrorInfo): string[] {
+  const lines: string[] = [];
+  if (error.diagnostics && error.diagnostics.length > 0) {
+    for (const d of error.diagnostics) {
+      lines.push(`  ${d.file}:${d.line}${d.column !== undefined ? `:${d.column}` : ''}: ${d.message}`);
+      for (const note of d.notes ?? []) lines.push(`      ${note}`);
+    }
+    return lines;
+  }
+  if (error.hint) lines.push(`  hint: ${error.hint}`);
+  for (const line of (error.detail ?? '').split('\n')) if (line.trim() && line.trim() !== error.message) lines.push(`  │ ${line}`);
+  return lines;
 }
 
 export function createPlainReporter(options: PlainReporterOptions): (event: TskoEvent) => void {

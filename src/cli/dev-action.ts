@@ -1,8 +1,10 @@
 // What `tsko dev` does once its flags are parsed (dev.ts registers it): flags → config → a dev
 // session with a reporter; Ctrl-C, SIGTERM, SIGHUP or the death of the process that started it
 // stops everything within two seconds.
+import { join } from 'node:path';
 import { resolveConfig } from '../config/resolve.js';
 import { targetFactory } from '../deploy/targets.js';
+import { openSessionLog } from '../dev/session-log.js';
 import { startDevSession, type DevSession } from '../dev/session.js';
 import { createEventBus } from '../events.js';
 import { createReporter, pickReporter } from '../../ui/reporters.js';
@@ -56,6 +58,12 @@ export async function runDev(targets: string[], flags: LoopCommandFlags, verbose
 
   const inline = { command: 'dev' as const, ...loopInline(flags, targets) };
   const config = await resolveConfig(inline);
+  // Every event from here on also goes to a file (its path in the header and printed on exit).
+  const sessionLog = await openSessionLog({ dir: join(config.cacheDir, 'dev', 'logs'), events }).catch(() => undefined);
+  const closeLog = async () => {
+    await sessionLog?.close();
+    if (sessionLog) process.stderr.write(`tsko: session log: ${sessionLog.path}\n`);
+  };
   for (const message of config.warnings) events.emit({ type: 'log', level: 'warn', message });
   // One factory per resolved config: its targets share a session's state (the pushed references a
   // manifest resolves, one token source); a reload with other target settings gets a new one.
@@ -69,6 +77,7 @@ export async function runDev(targets: string[], flags: LoopCommandFlags, verbose
   let factory = targetsFor(config);
   await factory.checked.catch(async (err: unknown) => {
     await repo.close();
+    await closeLog();
     throw err;
   });
 
@@ -80,6 +89,7 @@ export async function runDev(targets: string[], flags: LoopCommandFlags, verbose
       await reporter.close();
       await session?.close().catch(() => undefined);
       await repo.close().catch(() => undefined);
+      await closeLog();
       process.exit(exitCode);
     })();
     return stopping;
@@ -113,6 +123,7 @@ export async function runDev(targets: string[], flags: LoopCommandFlags, verbose
   } catch (err) {
     await reporter.close();
     await repo.close();
+    await closeLog();
     throw err;
   }
   // Runs until a signal; the action's promise must not resolve, or commander would return.

@@ -1,7 +1,7 @@
 // `go build` of one main package for one platform, the way ko runs it: CGO off, the platform's
 // GOOS/GOARCH, -trimpath, the config's env/flags/ldflags. The output path is stable per package
 // and platform so a warm build lets Go skip relinking an unchanged binary.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { TskoError } from '../errors.js';
 import type { Diagnostic } from '../events.js';
@@ -22,10 +22,21 @@ export interface GoBuildOptions {
   flags: string[];
   ldflags: string[];
   output: string;
+  /**
+   * Where go writes its action graph (`-debug-actiongraph`), from which the build tells how many
+   * packages it compiled rather than took from the build cache; none when not given.
+   */
+  actionGraph?: string;
   signal?: AbortSignal;
 }
 
-export async function goBuild(options: GoBuildOptions): Promise<void> {
+/** How much of a build go actually did: packages compiled, out of the packages it needed. */
+export interface GoBuildWork {
+  compiled: number;
+  packages: number;
+}
+
+export async function goBuild(options: GoBuildOptions): Promise<GoBuildWork | undefined> {
   // Precedence as ko: CGO_ENABLED=0, then the environment, then the config's env; the last
   // duplicate wins, so a user's CGO_ENABLED=1 overrides ours. GOOS/GOARCH always follow the
   // platform being built (the environment's only choose the default platform).
@@ -38,6 +49,7 @@ export async function goBuild(options: GoBuildOptions): Promise<void> {
     throw new TskoError('GO_BUILD', 'GOFLAGS contains -toolexec, which tsko (like ko) refuses: it makes builds unreproducible');
   }
   const args = ['build', ...options.flags, '-trimpath'];
+  if (options.actionGraph) args.push(`-debug-actiongraph=${options.actionGraph}`);
   if (options.ldflags.length > 0) args.push(`-ldflags=${options.ldflags.join(' ')}`);
   args.push('-o', options.output, options.importPath);
 
@@ -51,6 +63,31 @@ export async function goBuild(options: GoBuildOptions): Promise<void> {
       detail: result.stderr.trim(),
       diagnostics: parseDiagnostics(result.stderr),
     });
+  }
+  return options.actionGraph ? readBuildWork(options.actionGraph) : undefined;
+}
+
+/**
+ * Counts the graph's compile actions (mode `build`) and those that ran a command: an action whose
+ * result came from the build cache runs none. The flag is go's own debugging aid (there since Go
+ * 1.10) rather than a promise: a graph that is missing or shaped otherwise means "not known".
+ */
+export async function readBuildWork(path: string): Promise<GoBuildWork | undefined> {
+  try {
+    const graph = JSON.parse(await readFile(path, 'utf8')) as unknown;
+    if (!Array.isArray(graph)) return undefined;
+    let packages = 0;
+    let compiled = 0;
+    for (const action of graph as Array<{ Mode?: unknown; Cmd?: unknown }>) {
+      if (action?.Mode !== 'build') continue;
+      packages += 1;
+      if (Array.isArray(action.Cmd) && action.Cmd.length > 0) compiled += 1;
+    }
+    return packages > 0 ? { compiled, packages } : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await rm(path, { force: true }).catch(() => undefined);
   }
 }
 

@@ -247,7 +247,7 @@ describe('cold vs warm statistics', () => {
       stages: { build, push: 10 },
       trigger: [],
     });
-    const stats = coldWarm({ cold: entry(1, 12_000, 12_500), warm: [entry(2, 400, 800), entry(3, 600, 1000), entry(4, 500, 900)] });
+    const stats = coldWarm({ cold: entry(1, 12_000, 12_500), coldness: 'cold', warm: [entry(2, 400, 800), entry(3, 600, 1000), entry(4, 500, 900)] });
     assert.equal(stats.build.cold, 12_000);
     assert.equal(stats.build.p50, 500);
     assert.equal(stats.build.p90, 600);

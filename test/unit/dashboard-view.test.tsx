@@ -11,12 +11,13 @@ import { App, type DashboardControls } from '../../ui/dashboard/app.js';
 import { DashboardView } from '../../ui/dashboard/components/dashboard.js';
 import { reduceAll } from '../../ui/dashboard/state.js';
 import { createDashboardStore, type EventSource } from '../../ui/dashboard/store.js';
-import { fixture } from '../support/dashboard-fixtures.js';
+import { fixture, withColdFirstBuild } from '../support/dashboard-fixtures.js';
 
 after(() => cleanup());
 
-const session = fixture('hello-session.jsonl');
-const failures = fixture('hello-failures.jsonl');
+// Told cold (as a first build on an empty Go cache says), so the speed-up row has a baseline.
+const session = withColdFirstBuild(fixture('hello-session.jsonl'));
+const failures = withColdFirstBuild(fixture('hello-failures.jsonl'));
 
 /** A bus stand-in the test emits on. */
 function fakeBus(): EventSource & { emit(event: TskoEvent): void } {
@@ -48,7 +49,7 @@ function fakeControls(): { controls: DashboardControls; calls: Calls } {
       setPaused: (paused) => void calls.paused.push(paused),
       openUrl: async (url) => {
         calls.opened.push(url);
-        return `no xdg-open here; open ${url}`;
+        return `open ${url} in a browser (no xdg-open here)`;
       },
       quit: (how) => void calls.quit.push(how),
     },
@@ -98,7 +99,7 @@ describe('dashboard frames from a recorded session', () => {
     assert.match(frame, /#1 +[█▏▎▍▌▋▊▉▸]+.* ✓ deployed +hello-00001 \(cold\)/);
     assert.match(frame, /#7 +[█▏▎▍▌▋▊▉▸]+.* ✗ build failed/);
     assert.match(frame, /#8 +[█▏▎▍▌▋▊▉▸]+.* = unchanged/);
-    assert.match(frame, /r rebuild · p pause · o open · l logs · c clear · \? help · q quit/);
+    assert.match(frame, /r rebuild · p pause · o open · l logs · e error · c clear · \? help · q quit/);
     assertFits(frame, 100, 30);
     unmount();
   });
@@ -167,7 +168,7 @@ describe('dashboard in small terminals', () => {
       assert.match(frame, /^tsko dev/);
       assert.match(frame, /#9 /, 'the current iteration row survives');
       assert.match(frame, /Updated in/, 'the result line survives');
-      assert.match(frame.split('\n').at(-1) ?? '', columns < 80 ? /^r p o l c \? q/ : /^r rebuild · p pause/, 'the key line is the last row');
+      assert.match(frame.split('\n').at(-1) ?? '', columns < 80 ? /^r p o l e c \? q/ : /^r rebuild · p pause/, 'the key line is the last row');
       unmount();
     });
   }
@@ -247,6 +248,7 @@ describe('dashboard keys', () => {
     assert.match(frame, /cold #1/, 'the cold row stays');
     stdin.write('o');
     frame = await frameWhere(lastFrame, (f) => f.includes('no xdg-open here'), 'the open message');
+    assert.match(frame, /open http:\/\/127\.0\.0\.1:\d+ in a browser/, 'the URL is whole');
     assert.match(calls.opened[0] ?? '', /^http:\/\/127\.0\.0\.1:\d+$/);
     unmount();
   });

@@ -3,6 +3,8 @@
 import { useEffect, useRef, useState } from 'react';
 import { useInput, useStdin } from 'ink';
 import { DashboardView } from './components/dashboard.js';
+import { clampSelection } from './components/error-view.js';
+import { errorDetails } from './describe.js';
 import type { DashboardStore } from './store.js';
 import { useEvents } from './use-events.js';
 import { useTerminalSize } from './use-terminal-size.js';
@@ -35,6 +37,8 @@ export function App({ store, controls, cwd, color, size }: AppProps) {
   const { isRawModeSupported } = useStdin();
   const [showLogs, setShowLogs] = useState(false);
   const [showHelp, setShowHelp] = useState(false);
+  const [showErrors, setShowErrors] = useState(false);
+  const [selectedError, setSelectedError] = useState(0);
   const [message, setMessage] = useState<string | undefined>(undefined);
   // What the user last asked for: the snapshot's `paused` lags by up to one frame.
   const wantPaused = useRef(snapshot.state.paused);
@@ -56,6 +60,16 @@ export function App({ store, controls, cwd, color, size }: AppProps) {
       }
       if (key.escape && showHelp) {
         setShowHelp(false);
+        return;
+      }
+      if (key.escape && showErrors) {
+        setShowErrors(false);
+        return;
+      }
+      if (showErrors && (key.upArrow || key.downArrow || input === 'k' || input === 'j')) {
+        const count = errorDetails(snapshot.state).length;
+        const step = key.upArrow || input === 'k' ? -1 : 1;
+        setSelectedError((i) => clampSelection(clampSelection(i, count) + step, count));
         return;
       }
       switch (input) {
@@ -80,11 +94,16 @@ export function App({ store, controls, cwd, color, size }: AppProps) {
         case 'l':
           setShowLogs((v) => !v);
           break;
+        case 'e':
+          setShowHelp(false);
+          setShowErrors((v) => !v);
+          break;
         case 'c':
           store.dispatch({ type: 'dashboard.clear-history' });
           setMessage('history cleared');
           break;
         case '?':
+          setShowErrors(false);
           setShowHelp((v) => !v);
           break;
         case 'q':
@@ -107,6 +126,8 @@ export function App({ store, controls, cwd, color, size }: AppProps) {
       fill
       showLogs={showLogs}
       showHelp={showHelp}
+      showErrors={showErrors}
+      selectedError={selectedError}
       {...(message ? { message } : {})}
       {...(cwd ? { cwd } : {})}
       {...(color !== undefined ? { color } : {})}

@@ -3,7 +3,7 @@
 // without rendering anything.
 import type { Diagnostic, ErrorInfo } from '../../src/events.js';
 import { ago, bytes, displayPath, seconds } from './format.js';
-import { currentIteration, type Iteration, type ServiceState } from './state.js';
+import { currentIteration, type Crash, type DashboardState, type Iteration, type ServiceState } from './state.js';
 
 export type Tone = 'ok' | 'fail' | 'run' | 'warn' | 'dim' | 'plain';
 
@@ -25,8 +25,23 @@ export interface ResultLine {
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
+/** The serving revision's crash, while it is the newest news (no iteration ended after it). */
+export function currentCrash(service: ServiceState): Crash | undefined {
+  const crash = service.crashed;
+  if (!crash) return undefined;
+  const ended = service.lastEnded?.end?.endedAt ?? 0;
+  return crash.time >= ended ? crash : undefined;
+}
+
+/** "exit code 2" / "signal SIGKILL". */
+export function exitText(crash: Pick<Crash, 'code' | 'signal'>): string {
+  return crash.signal ? `signal ${crash.signal}` : `exit code ${crash.code ?? '?'}`;
+}
+
 /** The line under the timing table: what the last finished iteration did. */
 export function resultLine(service: ServiceState): ResultLine | undefined {
+  const crash = currentCrash(service);
+  if (crash) return { symbol: '✗', tone: 'fail', parts: ['crashed', crash.revision, exitText(crash)] };
   const it = service.lastEnded;
   const end = it?.end;
   if (!it || !end) return undefined;
@@ -79,6 +94,13 @@ export interface ErrorLine {
 }
 
 export function errorLines(service: ServiceState, now: number): ErrorLine[] {
+  const crash = currentCrash(service);
+  if (crash) {
+    const lines: ErrorLine[] = crash.lastLines.map((line) => ({ lead: '│', text: line, tone: 'dim' as const }));
+    if (lines.length === 0) lines.push({ text: 'it wrote nothing before it ended', tone: 'dim' });
+    lines.push(stillServing(service, now));
+    return lines;
+  }
   const end = service.lastEnded?.end;
   if (!end || !end.error || (end.result !== 'build-failed' && end.result !== 'push-failed' && end.result !== 'deploy-failed')) return [];
   // Once a newer iteration has deployed, the failure is history, not news.
@@ -87,7 +109,11 @@ export function errorLines(service: ServiceState, now: number): ErrorLine[] {
   if (end.result === 'build-failed') {
     const found = diagnostics(end.error);
     if (found.length === 0) lines.push({ text: end.error.message, tone: 'fail' });
-    for (const d of found) lines.push({ lead: where(d), text: d.message, tone: 'fail' });
+    for (const d of found) {
+      lines.push({ lead: where(d), text: d.message, tone: 'fail' });
+      // Notes (have/want, a `go get …` fix) are part of the error, never dropped.
+      for (const note of d.notes ?? []) lines.push({ lead: ' ', text: note, tone: 'dim' });
+    }
   } else {
     lines.push({ text: end.error.message, tone: 'fail' });
     if (end.error.hint) lines.push({ lead: 'hint:', text: end.error.hint, tone: 'dim' });
@@ -97,7 +123,54 @@ export function errorLines(service: ServiceState, now: number): ErrorLine[] {
   return lines;
 }
 
+/**
+ * The error block cut to `limit` lines: what fits, then `+N more (e shows all)`, and always the
+ * last line (what serves), so a long list never hides that.
+ */
+export function fitErrorLines(lines: ErrorLine[], limit: number): ErrorLine[] {
+  if (lines.length <= limit) return lines;
+  if (limit <= 1) return lines.slice(0, Math.max(0, limit));
+  const last = lines.at(-1) as ErrorLine;
+  const room = Math.max(0, limit - 2);
+  const shown = lines.slice(0, room);
+  const hidden = lines.length - 1 - room;
+  const more: ErrorLine = { text: `+${hidden} more line${hidden === 1 ? '' : 's'} (e shows every error in full)`, tone: 'warn' };
+  return limit === 2 ? [more, last] : [...shown, more, last];
+}
+
+/** One error as the `e` view shows it: its headline and every line under it, uncut. */
+export interface ErrorDetail {
+  service: string;
+  headline: string;
+  lines: string[];
+}
+
+/** Every current error of every service, in full, for the `e` view. */
+export function errorDetails(state: DashboardState): ErrorDetail[] {
+  const out: ErrorDetail[] = [];
+  for (const service of state.services) {
+    const crash = currentCrash(service);
+    if (crash) {
+      out.push({ service: service.name, headline: `${crash.revision} crashed (${exitText(crash)})`, lines: crash.lastLines });
+      continue;
+    }
+    const end = service.lastEnded?.end;
+    if (!end?.error || (end.result !== 'build-failed' && end.result !== 'push-failed' && end.result !== 'deploy-failed')) continue;
+    if (service.serving && service.serving.iteration > (service.lastEnded?.iteration ?? 0)) continue;
+    const found = diagnostics(end.error);
+    if (found.length > 0) {
+      for (const d of found) out.push({ service: service.name, headline: `${where(d)}: ${d.message}`, lines: d.notes ?? [] });
+      continue;
+    }
+    const lines = [...(end.error.hint ? [`hint: ${end.error.hint}`] : []), ...(end.error.detail ?? '').split('\n').filter((l) => l.trim() && l.trim() !== end.error?.message)];
+    out.push({ service: service.name, headline: end.error.message, lines });
+  }
+  return out;
+}
+
 export function stillServing(service: ServiceState, now: number): ErrorLine {
+  const crash = currentCrash(service) ?? service.crashed;
+  if (crash && (!service.serving || service.serving.revision === crash.revision)) return { text: `nothing is serving: ${crash.revision} crashed (${exitText(crash)})`, tone: 'fail' };
   const serving = service.serving;
   if (!serving) return { text: 'nothing is serving yet', tone: 'warn' };
   return {
@@ -109,6 +182,7 @@ export function stillServing(service: ServiceState, now: number): ErrorLine {
 /** The title's state: a spinner while something runs, else the last result's mark. */
 export function serviceTone(service: ServiceState): Tone {
   if (service.running.length > 0) return 'run';
+  if (service.crashed) return 'fail';
   const result = service.lastEnded?.end?.result;
   if (!result) return 'dim';
   if (result === 'deployed' || result === 'unchanged') return 'ok';

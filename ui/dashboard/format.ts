@@ -76,3 +76,38 @@ export function padEnd(text: string, width: number): string {
   const len = [...text].length;
   return len >= width ? text : text + ' '.repeat(width - len);
 }
+
+/**
+ * Breaks `text` into lines of at most `width` columns, at a space when one is near the end of the
+ * line, else mid-word: nothing is cut, so the `e` view shows a long diagnostic whole.
+ */
+export function wrapText(text: string, width: number): string[] {
+  const w = Math.max(1, width);
+  const out: string[] = [];
+  let rest = [...text];
+  while (rest.length > w) {
+    let cut = rest.lastIndexOf(' ', w);
+    if (cut < w / 2) cut = w;
+    out.push(rest.slice(0, cut).join('').trimEnd());
+    rest = rest.slice(cut);
+    while (rest[0] === ' ') rest = rest.slice(1);
+  }
+  out.push(rest.join(''));
+  return out;
+}
+
+const URL_IN_TEXT = /https?:\/\/\S+/;
+
+/**
+ * A message cut to `width` columns without ever cutting a URL in it: the words after the URL go
+ * first, then those before it; only a URL wider than the terminal itself is clipped.
+ */
+export function fitMessage(text: string, width: number): string {
+  if ([...text].length <= width) return text;
+  const match = URL_IN_TEXT.exec(text);
+  if (!match) return clip(text, width);
+  const end = match.index + match[0].length;
+  const upToUrl = `${text.slice(0, end)}…`;
+  if ([...upToUrl].length <= width) return upToUrl;
+  return clip(match[0], width);
+}

@@ -3,6 +3,7 @@
 // iteration's stages, the last result, what is serving, a bounded history and log tail, and the
 // cold and warm samples the timing table is made of. No clocks, no I/O: tests feed it arrays.
 import type { ErrorInfo, IterationResult, Stage, TskoEvent } from '../../src/events.js';
+import { goWorkOf, isColdBuild, type GoWork } from '../first-iteration.js';
 
 export const STAGES: readonly Stage[] = ['trigger', 'build', 'layer', 'push', 'deploy', 'ready'];
 
@@ -67,6 +68,21 @@ export interface LogLine {
   line: string;
 }
 
+/** A revision that was serving and ended on its own (the `revision.exit` event, phase `serving`). */
+export interface Crash {
+  revision: string;
+  code: number | null;
+  signal: string | null;
+  lastLines: string[];
+  time: number;
+}
+
+/**
+ * Whether the first deployed iteration was a cold one: `cold` when its go build compiled most of
+ * the packages, `warm` when go's cache already held them, `unknown` when the build did not say.
+ */
+export type Coldness = 'cold' | 'warm' | 'unknown';
+
 export interface ServiceState {
   name: string;
   importPath?: string;
@@ -76,8 +92,14 @@ export interface ServiceState {
   lastEnded?: Iteration;
   /** Finished iterations, oldest first, at most LIMITS.history. */
   history: HistoryEntry[];
-  /** The first iteration that deployed: the cold run every warm one is compared with. */
+  /** The first iteration that deployed: the run every warm one is compared with, when it was cold. */
   cold?: HistoryEntry;
+  /** What the first deployed iteration was; a speed-up is shown only from a `cold` one. */
+  coldness?: Coldness;
+  /** What go did in the newest build that said (its iteration, and packages compiled of all). */
+  buildWork?: { iteration: number; work: GoWork };
+  /** The serving revision crashed after this (cleared by the next deploy). */
+  crashed?: Crash;
   /** Iterations that deployed after the cold one (since the last clear), oldest first. */
   warm: HistoryEntry[];
   serving?: Serving;
@@ -96,6 +118,8 @@ export interface Notice {
 
 export interface DashboardState {
   services: ServiceState[];
+  /** The session log file `tsko dev` writes. */
+  sessionLog?: string;
   registry?: { address: string; started: boolean };
   paused: boolean;
   notices: Notice[];
@@ -200,10 +224,18 @@ function endIteration(service: ServiceState, event: Extract<TskoEvent, { type: '
     next = {
       ...next,
       ...(event.revision ? { serving: { revision: event.revision, ...(event.url ? { url: event.url } : {}), since: event.time, iteration: number } } : {}),
-      ...(next.cold ? { warm: pushBounded(next.warm, entry, LIMITS.warm) } : { cold: entry }),
+      ...(next.cold ? { warm: pushBounded(next.warm, entry, LIMITS.warm) } : { cold: entry, coldness: coldnessOf(service, number) }),
     };
+    delete next.crashed;
   }
   return next;
+}
+
+/** The first deployed iteration's coldness, from what its own go build said. */
+function coldnessOf(service: ServiceState, iteration: number): Coldness {
+  const said = service.buildWork;
+  if (!said || said.iteration !== iteration) return 'unknown';
+  return isColdBuild(said.work) ? 'cold' : 'warm';
 }
 
 export function reduce(state: DashboardState, action: DashboardAction): DashboardState {
@@ -245,6 +277,21 @@ export function reduce(state: DashboardState, action: DashboardAction): Dashboar
     case 'iteration.end':
       if (!service || number === undefined) return state;
       return updateService(state, service, (s) => endIteration(s, event, number));
+    case 'go.build': {
+      const work = goWorkOf(event);
+      if (!service || number === undefined || !work) return state;
+      return updateService(state, service, (s) => ({ ...s, buildWork: { iteration: number, work } }));
+    }
+    case 'revision.exit':
+      // Only the serving revision's end is news here; one that failed to start fails its iteration.
+      if (!service || event.phase !== 'serving') return state;
+      return updateService(state, service, (s) =>
+        s.serving && s.serving.revision !== event.revision
+          ? s
+          : { ...s, crashed: { revision: event.revision, code: event.code, signal: event.signal, lastLines: event.lastLines, time: event.time } },
+      );
+    case 'session.log':
+      return { ...state, sessionLog: event.path };
     case 'base.resolved':
       if (!service) return state;
       return updateService(state, service, (s) => ({ ...s, base: event.base, importPath: event.importPath }));

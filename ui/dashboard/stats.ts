@@ -1,5 +1,6 @@
 // Cold against warm: per stage and in total, the first deployed iteration's time beside the warm
-// iterations' median and p90 (nearest rank), and the speed-up cold/median. Pure.
+// iterations' median and p90 (nearest rank), and the speed-up cold/median — only when that first
+// iteration really was cold (go compiled most packages); a warm first run is no baseline. Pure.
 import type { Stage } from '../../src/events.js';
 import { STAGES, type HistoryEntry, type ServiceState } from './state.js';
 
@@ -10,7 +11,7 @@ export interface ColumnStats {
   cold?: number;
   p50?: number;
   p90?: number;
-  /** cold / p50, when both exist. */
+  /** cold / p50, when both exist and the first iteration was cold. */
   speedup?: number;
   samples: number;
 }
@@ -35,7 +36,9 @@ function valueOf(entry: HistoryEntry, column: Column): number | undefined {
   return column === 'total' ? entry.ms : entry.stages[column];
 }
 
-export function columnStats(service: Pick<ServiceState, 'cold' | 'warm'>, column: Column): ColumnStats {
+export type ColdWarmInput = Pick<ServiceState, 'cold' | 'warm' | 'coldness'>;
+
+export function columnStats(service: ColdWarmInput, column: Column): ColumnStats {
   const cold = service.cold ? valueOf(service.cold, column) : undefined;
   const values = service.warm.map((entry) => valueOf(entry, column)).filter((v): v is number => v !== undefined);
   const p50 = median(values);
@@ -44,11 +47,11 @@ export function columnStats(service: Pick<ServiceState, 'cold' | 'warm'>, column
   if (cold !== undefined) stats.cold = cold;
   if (p50 !== undefined) stats.p50 = p50;
   if (p90 !== undefined) stats.p90 = p90;
-  if (cold !== undefined && p50 !== undefined && p50 > 0) stats.speedup = cold / p50;
+  if (service.coldness === 'cold' && cold !== undefined && p50 !== undefined && p50 > 0) stats.speedup = cold / p50;
   return stats;
 }
 
-export function coldWarm(service: Pick<ServiceState, 'cold' | 'warm'>): Record<Column, ColumnStats> {
+export function coldWarm(service: ColdWarmInput): Record<Column, ColumnStats> {
   const out = {} as Record<Column, ColumnStats>;
   for (const column of COLUMNS) out[column] = columnStats(service, column);
   return out;

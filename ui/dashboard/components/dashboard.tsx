@@ -1,11 +1,12 @@
 // The whole screen as a function of its props: the model, the clock, the terminal size and the
 // view toggles. No hooks that fetch or subscribe: the connected App feeds it, tests render it.
 import { Box, Text } from 'ink';
-import { errorLines } from '../describe.js';
+import { errorDetails, errorLines } from '../describe.js';
 import { planLayout } from '../layout.js';
 import type { DashboardState, LogLine, Notice } from '../state.js';
 import { ThemeContext } from '../theme.js';
 import { Footer, Header, Help, Logs, NoticeLine } from './chrome.js';
+import { ErrorView } from './error-view.js';
 import { ServiceBlock } from './service.js';
 
 export interface DashboardViewProps {
@@ -16,6 +17,9 @@ export interface DashboardViewProps {
   rows: number;
   showLogs?: boolean;
   showHelp?: boolean;
+  /** The `e` view: every current error in full, the chosen one first. */
+  showErrors?: boolean;
+  selectedError?: number;
   /** A transient line from the last key (e.g. "opened http://…"). */
   message?: string;
   /** Where tsko runs: changed files are shown relative to it. */
@@ -72,10 +76,19 @@ export function DashboardView(props: DashboardViewProps) {
       {/* One column fixed to the terminal's width; every line truncates, so nothing wraps. */}
       <Box flexDirection="column" width={width} {...(props.fill ? { height: Math.max(1, rows), overflow: 'hidden' as const } : {})}>
         <Box flexDirection="column" flexGrow={1} flexShrink={1} overflow="hidden">
-          <Header state={state} compact={plan.compact} />
+          <Header state={state} compact={plan.compact} width={width} />
           {plan.gaps ? <Text> </Text> : null}
           {props.showHelp ? (
-            <Help width={width} />
+            <Help width={width} sessionLog={state.sessionLog} />
+          ) : props.showErrors ? (
+            <ErrorView
+              errors={errorDetails(state)}
+              selected={props.selectedError ?? 0}
+              width={width}
+              rows={Math.max(3, rows - 2 - (plan.gaps ? 1 : 0))}
+              sessionLog={state.sessionLog}
+              many={state.services.length > 1}
+            />
           ) : (
             <>
               {state.services.length === 0 ? <Text dimColor>starting…</Text> : null}
@@ -88,7 +101,7 @@ export function DashboardView(props: DashboardViewProps) {
           )}
         </Box>
         <Box flexShrink={0}>
-          <Footer compact={plan.compact} message={props.message} paused={state.paused} showLogs={Boolean(props.showLogs)} />
+          <Footer compact={plan.compact} message={props.message} paused={state.paused} showLogs={Boolean(props.showLogs)} width={width} />
         </Box>
       </Box>
     </ThemeContext.Provider>

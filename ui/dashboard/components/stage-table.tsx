@@ -67,12 +67,20 @@ function statCell(stats: ColumnStats, row: TableRow): CellValue {
   }
 }
 
+/** Why there is no speed-up: the first iteration found go's cache warm, or did not say. */
+export function firstWasNotCold(service: ServiceState): string {
+  const work = service.buildWork;
+  if (service.coldness === 'warm' && work) return `the first build found go's cache warm (${work.work.compiled} of ${work.work.packages} packages compiled)`;
+  return 'the first build did not say whether it was cold';
+}
+
 export function StageTable({ service, current, plan, now, frame }: { service: ServiceState; current: Iteration | undefined; plan: Plan; now: number; frame: number }) {
   const spinner = SPINNER[frame % SPINNER.length] as string;
   const stats = coldWarm(service);
   const warmCount = service.warm.length;
   const labels: Record<TableRow, string> = {
-    cold: service.cold ? `cold #${service.cold.iteration}` : 'cold',
+    // "cold" only when go compiled most packages; a first run on a warm cache is just the first.
+    cold: service.cold ? `${service.coldness === 'cold' ? 'cold' : 'first'} #${service.cold.iteration}` : 'cold',
     p50: plan.compact ? 'p50' : 'warm p50',
     p90: plan.compact ? 'p90' : 'warm p90',
     speedup: 'speed-up',
@@ -94,7 +102,13 @@ export function StageTable({ service, current, plan, now, frame }: { service: Se
           <Cell key={c} value={currentCell(current, c, now, spinner)} width={plan.cellWidth} />
         ))}
       </Text>
-      {plan.tableRows.filter((row) => warmCount > 0 || row === 'cold').map((row) => (
+      {plan.tableRows.filter((row) => warmCount > 0 || row === 'cold').map((row) =>
+        row === 'speedup' && service.coldness !== 'cold' ? (
+          <Text key={row} wrap="truncate-end">
+            {'  '}
+            <Paint tone="dim">{`${padEnd(labels.speedup, plan.labelWidth)}none: ${firstWasNotCold(service)}`}</Paint>
+          </Text>
+        ) : (
         <Text key={row} wrap="truncate-end">
           {'  '}
           <Paint tone="dim">{padEnd(labels[row], plan.labelWidth)}</Paint>
@@ -102,12 +116,13 @@ export function StageTable({ service, current, plan, now, frame }: { service: Se
             <Cell key={c} value={statCell(stats[c], row)} width={plan.cellWidth} />
           ))}
         </Text>
-      ))}
+        ),
+      )}
       {/* Before the first warm iteration, one line says so instead of three rows of dashes. */}
       {warmCount === 0 && plan.tableRows.some((r) => r !== 'cold') ? (
         <Text wrap="truncate-end">
           {'  '}
-          <Paint tone="dim">{`${padEnd('warm', plan.labelWidth)}${service.cold ? 'p50, p90 and speed-up after the next deploy' : 'after the first deploy'}`}</Paint>
+          <Paint tone="dim">{`${padEnd('warm', plan.labelWidth)}${service.cold ? (service.coldness === 'cold' ? 'p50, p90 and speed-up after the next deploy' : `p50 and p90 after the next deploy; no speed-up: ${firstWasNotCold(service)}`) : 'after the first deploy'}`}</Paint>
         </Text>
       ) : null}
     </>
