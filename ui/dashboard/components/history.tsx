@@ -78,7 +78,7 @@ export function History({ service, rows, barWidth, width, cwd }: { service: Serv
             {padStart(seconds(entry.ms), 9)}
             {'  '}
             <Paint tone={mark.tone}>{mark.mark}</Paint> {padEnd(mark.word, 14)}
-            <Paint tone="dim">{`${what}${cold ? (service.coldness === 'cold' ? ' (cold)' : service.coldness === 'warm' ? ' (first, warm Go cache)' : ' (first)') : ''}`}</Paint>
+            <Paint tone="dim">{`${what}${cold ? (service.coldness === 'cold' ? ' (cold)' : service.coldness === 'warm' ? ' (first, warm)' : ' (first)') : ''}`}</Paint>
           </Text>
         );
       })}

@@ -70,8 +70,8 @@ function statCell(stats: ColumnStats, row: TableRow): CellValue {
 /** Why there is no speed-up: the first iteration found go's cache warm, or did not say. */
 export function firstWasNotCold(service: ServiceState): string {
   const work = service.buildWork;
-  if (service.coldness === 'warm' && work) return `the first build found go's cache warm (${work.work.compiled} of ${work.work.packages} packages compiled)`;
-  return 'the first build did not say whether it was cold';
+  if (service.coldness === 'warm' && work) return `go's cache was warm (${work.work.compiled}/${work.work.packages} packages compiled)`;
+  return 'the first build did not say if it was cold';
 }
 
 export function StageTable({ service, current, plan, now, frame }: { service: ServiceState; current: Iteration | undefined; plan: Plan; now: number; frame: number }) {
@@ -122,7 +122,7 @@ export function StageTable({ service, current, plan, now, frame }: { service: Se
       {warmCount === 0 && plan.tableRows.some((r) => r !== 'cold') ? (
         <Text wrap="truncate-end">
           {'  '}
-          <Paint tone="dim">{`${padEnd('warm', plan.labelWidth)}${service.cold ? (service.coldness === 'cold' ? 'p50, p90 and speed-up after the next deploy' : `p50 and p90 after the next deploy; no speed-up: ${firstWasNotCold(service)}`) : 'after the first deploy'}`}</Paint>
+          <Paint tone="dim">{`${padEnd('warm', plan.labelWidth)}${service.cold ? (service.coldness === 'cold' ? 'p50, p90 and speed-up after the next deploy' : `after the next deploy; no speed-up (${service.coldness === 'warm' ? "go's cache was warm" : 'first run not known cold'})`) : 'after the first deploy'}`}</Paint>
         </Text>
       ) : null}
     </>
