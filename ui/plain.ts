@@ -98,7 +98,7 @@ export function errorBody(error: ErrorInfo): string[] {
     return lines;
   }
   if (error.hint) lines.push(`  hint: ${error.hint}`);
-  for (const line of (error.detail ?? '').split('\n')) if (line.trim() && line.trim() !== error.message) lines.push(`  │ ${line}`);
+  for (const line of (error.detail ?? '').split('\n')) if (line.trim() && !error.message.includes(line.trim())) lines.push(`  │ ${line}`);
   return lines;
 }
 

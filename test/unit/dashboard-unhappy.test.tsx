@@ -146,6 +146,19 @@ describe('errors are never lost', () => {
     assert.equal(fitErrorLines(lines, 20), lines);
   });
 
+  it('shows go\'s own lines for a build that failed without file:line, and counts a long detail\'s earlier lines', () => {
+    const goMod = [
+      ...session,
+      { type: 'iteration.end', service: 'hello', iteration: 20, result: 'build-failed', ms: 50, time: last + 300, error: { code: 'GO_BUILD', message: 'go build failed for example.com/hello (linux/amd64): missing go.sum entry for module providing package x', detail: 'go: missing go.sum entry for module providing package x\n\tgo get x' } },
+      { type: 'iteration.end', service: 'hello', iteration: 21, result: 'deploy-failed', ms: 50, time: last + 400, error: { code: 'REVISION_EXITED', message: 'revision exited', detail: 'one\ntwo\nthree\nfour\nfive' } },
+    ] as TskoEvent[];
+    const built = errorLines(only(reduceAll(goMod.slice(0, -1))), last + 1000).map((l) => `${l.lead ?? ''} ${l.text}`.trim());
+    assert.deepEqual(built.slice(0, 3), ['go build failed for example.com/hello (linux/amd64): missing go.sum entry for module providing package x', '│ go: missing go.sum entry for module providing package x', '│     go get x']);
+    const deployed = errorLines(only(reduceAll(goMod)), last + 1000).map((l) => `${l.lead ?? ''} ${l.text}`.trim());
+    assert.deepEqual(deployed.slice(0, 5), ['revision exited', '│ (2 earlier lines: e shows them)', '│ three', '│ four', '│ five']);
+    assert.deepEqual(errorDetails(reduceAll(goMod))[0]?.lines, ['one', 'two', 'three', 'four', 'five']);
+  });
+
   it('e shows the chosen error whole, wrapping a long line instead of cutting it', () => {
     const state = reduceAll(broken);
     const frame = frameOf(state, last + 1000, { columns: 80, rows: 24, showErrors: true, selectedError: 4 });

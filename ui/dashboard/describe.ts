@@ -2,7 +2,7 @@
 // compiler's file:line diagnostics, the "still serving" line. Pure, so tests check the sentences
 // without rendering anything.
 import type { Diagnostic, ErrorInfo } from '../../src/events.js';
-import { ago, bytes, displayPath, seconds } from './format.js';
+import { ago, bytes, displayPath, seconds, untab } from './format.js';
 import { currentIteration, type Crash, type DashboardState, type Iteration, type ServiceState } from './state.js';
 
 export type Tone = 'ok' | 'fail' | 'run' | 'warn' | 'dim' | 'plain';
@@ -96,7 +96,7 @@ export interface ErrorLine {
 export function errorLines(service: ServiceState, now: number): ErrorLine[] {
   const crash = currentCrash(service);
   if (crash) {
-    const lines: ErrorLine[] = crash.lastLines.map((line) => ({ lead: '│', text: line, tone: 'dim' as const }));
+    const lines: ErrorLine[] = crash.lastLines.map((line) => ({ lead: '│', text: untab(line), tone: 'dim' as const }));
     if (lines.length === 0) lines.push({ text: 'it wrote nothing before it ended', tone: 'dim' });
     lines.push(stillServing(service, now));
     return lines;
@@ -106,9 +106,14 @@ export function errorLines(service: ServiceState, now: number): ErrorLine[] {
   // Once a newer iteration has deployed, the failure is history, not news.
   if (service.serving && service.serving.iteration > (service.lastEnded?.iteration ?? 0)) return [];
   const lines: ErrorLine[] = [];
-  if (end.result === 'build-failed') {
-    const found = diagnostics(end.error);
-    if (found.length === 0) lines.push({ text: end.error.message, tone: 'fail' });
+  const found = end.result === 'build-failed' ? diagnostics(end.error) : [];
+  if (end.result === 'build-failed' && found.length === 0) {
+    // No file:line (a broken go.mod, a missing go.sum entry): go's own lines, first ones first.
+    const message = end.error.message;
+    lines.push({ text: message, tone: 'fail' });
+    if (end.error.hint) lines.push({ lead: 'hint:', text: end.error.hint, tone: 'dim' });
+    for (const line of detailLines(end.error)) lines.push({ lead: '│', text: line, tone: 'dim' });
+  } else if (end.result === 'build-failed') {
     for (const d of found) {
       lines.push({ lead: where(d), text: d.message, tone: 'fail' });
       // Notes (have/want, a `go get …` fix) are part of the error, never dropped.
@@ -117,10 +122,19 @@ export function errorLines(service: ServiceState, now: number): ErrorLine[] {
   } else {
     lines.push({ text: end.error.message, tone: 'fail' });
     if (end.error.hint) lines.push({ lead: 'hint:', text: end.error.hint, tone: 'dim' });
-    for (const line of (end.error.detail ?? '').split('\n').filter(Boolean).slice(-3)) lines.push({ lead: '│', text: line, tone: 'dim' });
+    // A revision's last words are at the end of the detail; earlier lines are counted (e shows them).
+    const detail = detailLines(end.error);
+    if (detail.length > 3) lines.push({ lead: '│', text: `(${detail.length - 3} earlier line${detail.length === 4 ? '' : 's'}: e shows them)`, tone: 'dim' });
+    for (const line of detail.slice(-3)) lines.push({ lead: '│', text: line, tone: 'dim' });
   }
   lines.push(stillServing(service, now));
   return lines;
+}
+
+/** An error's detail (a tool's output, a revision's last lines) without blank lines or its own message again. */
+function detailLines(error: ErrorInfo): string[] {
+  // A tab has no fixed width in a terminal cell grid: four spaces keep the lines measurable.
+  return (error.detail ?? '').split('\n').filter((line) => line.trim() && !error.message.includes(line.trim())).map(untab);
 }
 
 /**
@@ -162,7 +176,7 @@ export function errorDetails(state: DashboardState): ErrorDetail[] {
       for (const d of found) out.push({ service: service.name, headline: `${where(d)}: ${d.message}`, lines: d.notes ?? [] });
       continue;
     }
-    const lines = [...(end.error.hint ? [`hint: ${end.error.hint}`] : []), ...(end.error.detail ?? '').split('\n').filter((l) => l.trim() && l.trim() !== end.error?.message)];
+    const lines = [...(end.error.hint ? [`hint: ${end.error.hint}`] : []), ...detailLines(end.error)];
     out.push({ service: service.name, headline: end.error.message, lines });
   }
   return out;

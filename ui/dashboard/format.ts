@@ -111,3 +111,8 @@ export function fitMessage(text: string, width: number): string {
   if ([...upToUrl].length <= width) return upToUrl;
   return clip(match[0], width);
 }
+
+/** Tabs as four spaces: a tab has no fixed width in the cell grid Ink lays out. */
+export function untab(text: string): string {
+  return text.replaceAll('\t', '    ');
+}

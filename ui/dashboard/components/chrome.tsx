@@ -2,7 +2,7 @@
 // latest notice, the log panel, the help screen and the key line at the bottom.
 import { Text } from 'ink';
 import { basename } from 'node:path';
-import { clip, fitMessage } from '../format.js';
+import { clip, fitMessage, untab } from '../format.js';
 import type { DashboardState, LogLine, Notice } from '../state.js';
 import { Paint } from '../theme.js';
 
@@ -73,7 +73,7 @@ export function Logs({ title, lines, rows }: { title: string; lines: LogLine[]; 
       {shown.slice(0, shown.length === 0 ? 0 : rows).map((line, i) => (
         <Text key={i} wrap="truncate-end">
           {'  '}
-          <Paint tone={line.stream === 'stderr' ? 'warn' : 'dim'}>{`${tag(line)} │`}</Paint> {line.line}
+          <Paint tone={line.stream === 'stderr' ? 'warn' : 'dim'}>{`${tag(line)} │`}</Paint> {untab(line.line)}
         </Text>
       ))}
     </>

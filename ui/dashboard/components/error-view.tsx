@@ -3,7 +3,7 @@
 // diagnostic's notes and a `go get …` fix line are there to read and copy.
 import { Text } from 'ink';
 import type { ErrorDetail } from '../describe.js';
-import { wrapText } from '../format.js';
+import { untab, wrapText } from '../format.js';
 import { Paint } from '../theme.js';
 
 export interface ErrorViewProps {
@@ -27,8 +27,8 @@ interface Row {
 /** The rows of one error: its headline, then its lines indented, all wrapped to the width. */
 export function errorRows(error: ErrorDetail, width: number, many: boolean): Row[] {
   const head = `${many ? `${error.service}: ` : ''}${error.headline}`;
-  const rows: Row[] = wrapText(head, width).map((text) => ({ text, tone: 'fail' as const, bold: true }));
-  for (const line of error.lines) for (const text of wrapText(line, width - 4)) rows.push({ text: `    ${text}`, tone: 'plain' });
+  const rows: Row[] = wrapText(untab(head), width).map((text) => ({ text, tone: 'fail' as const, bold: true }));
+  for (const line of error.lines) for (const text of wrapText(untab(line), width - 4)) rows.push({ text: `    ${text}`, tone: 'plain' });
   return rows;
 }
 
