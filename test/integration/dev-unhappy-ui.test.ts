@@ -128,7 +128,7 @@ describe('the unhappy dev loop in a real 80×24 terminal', () => {
     assert.match(screen, /^tsko dev · 1 service · .*watching · log …\/\d{8}T\d{6}Z-\d+\.jsonl/, 'the header names the session log');
     assert.match(screen, /first #1 +\d+ms/, 'a warm first run is not called cold');
     assert.doesNotMatch(screen, /cold #1|\d×/);
-    assert.match(screen, /✓ deployed +svc-\d+ \(first, warm\)/);
+    assert.match(screen, /✓ deployed +svc-\d+ \(first, warm\)/, 'at 80 columns, the short form');
     assert.match(screen, /warm +after the next deploy; no speed-up \(go's cache was warm\)/);
     assert.match(screen, /r rebuild · p pause · o open · l logs · e error · c clear · \? help · q quit/, 'e is in the key line');
     assert.equal((await httpGet(`http://127.0.0.1:${svc.port}/`)).body, 'one\n');

@@ -16,6 +16,7 @@ import { errorDetails, errorLines, fitErrorLines, resultLine, serviceTone, type 
 import { fitMessage, wrapText } from '../../ui/dashboard/format.js';
 import { reduceAll, type DashboardState } from '../../ui/dashboard/state.js';
 import { coldWarm } from '../../ui/dashboard/stats.js';
+import { describeFirstRun } from '../../ui/first-iteration.js';
 import { formatPlainEvent } from '../../ui/plain.js';
 import { fixture, withColdFirstBuild } from '../support/dashboard-fixtures.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -104,7 +105,14 @@ describe('cold only when go says so', () => {
     assert.match(frame, /first #1 +\d+ms/);
     assert.doesNotMatch(frame, /cold #1|×/);
     assert.match(frame, /speed-up +none: go's cache was warm \(1\/62 packages compiled\)/);
-    assert.match(frame, /✓ deployed +hello-00001 \(first, warm\)/);
+    assert.match(frame, /✓ deployed +hello-00001 \(first: warm Go cache\)/);
+  });
+
+  it('describes what the first run found, longest first, for the history row to pick what fits', () => {
+    assert.deepEqual(describeFirstRun({ compiled: 62, packages: 62 }, { blobsPushed: 3, blobsSkipped: 0 }), ['cold: empty Go cache, empty registry', 'cold: empty Go cache', 'cold']);
+    assert.deepEqual(describeFirstRun({ compiled: 0, packages: 62 }, { blobsPushed: 1, blobsSkipped: 2 }), ['first: warm Go cache, registry had 2 of 3 blobs', 'first: warm Go cache', 'first, warm']);
+    assert.deepEqual(describeFirstRun(undefined, { blobsPushed: 0, blobsSkipped: 0 }), ['first']);
+    assert.deepEqual(describeFirstRun(undefined, { blobsPushed: 2, blobsSkipped: 0 }), ['first: empty registry', 'first']);
   });
 
   it('a first run that did not say is "first" too; a cold one gets its speed-up', () => {

@@ -83,6 +83,12 @@ export interface Crash {
  */
 export type Coldness = 'cold' | 'warm' | 'unknown';
 
+export interface FirstRun {
+  work?: GoWork;
+  blobsPushed: number;
+  blobsSkipped: number;
+}
+
 export interface ServiceState {
   name: string;
   importPath?: string;
@@ -96,6 +102,8 @@ export interface ServiceState {
   cold?: HistoryEntry;
   /** What the first deployed iteration was; a speed-up is shown only from a `cold` one. */
   coldness?: Coldness;
+  /** What the first deployed iteration found: go's work (when its build said), blobs pushed and already there. */
+  firstRun?: FirstRun;
   /** What go did in the newest build that said (its iteration, and packages compiled of all). */
   buildWork?: { iteration: number; work: GoWork };
   /** The serving revision crashed after this (cleared by the next deploy). */
@@ -224,18 +232,21 @@ function endIteration(service: ServiceState, event: Extract<TskoEvent, { type: '
     next = {
       ...next,
       ...(event.revision ? { serving: { revision: event.revision, ...(event.url ? { url: event.url } : {}), since: event.time, iteration: number } } : {}),
-      ...(next.cold ? { warm: pushBounded(next.warm, entry, LIMITS.warm) } : { cold: entry, coldness: coldnessOf(service, number) }),
+      ...(next.cold
+        ? { warm: pushBounded(next.warm, entry, LIMITS.warm) }
+        : { cold: entry, ...firstRunOf(service, number, end) }),
     };
     delete next.crashed;
   }
   return next;
 }
 
-/** The first deployed iteration's coldness, from what its own go build said. */
-function coldnessOf(service: ServiceState, iteration: number): Coldness {
-  const said = service.buildWork;
-  if (!said || said.iteration !== iteration) return 'unknown';
-  return isColdBuild(said.work) ? 'cold' : 'warm';
+/** The first deployed iteration's coldness, from what its own go build said, and its push. */
+function firstRunOf(service: ServiceState, iteration: number, end: IterationEnd): { coldness: Coldness; firstRun: FirstRun } {
+  const said = service.buildWork?.iteration === iteration ? service.buildWork.work : undefined;
+  const push = { blobsPushed: end.blobsPushed, blobsSkipped: end.blobsSkipped };
+  if (!said) return { coldness: 'unknown', firstRun: push };
+  return { coldness: isColdBuild(said) ? 'cold' : 'warm', firstRun: { ...push, work: said } };
 }
 
 export function reduce(state: DashboardState, action: DashboardAction): DashboardState {

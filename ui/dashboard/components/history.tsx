@@ -5,6 +5,7 @@ import { Text } from 'ink';
 import type { IterationResult } from '../../../src/events.js';
 import type { Tone } from '../describe.js';
 import { displayPath, padEnd, padStart, seconds } from '../format.js';
+import { describeFirstRun } from '../../first-iteration.js';
 import type { HistoryEntry, ServiceState } from '../state.js';
 import { Paint } from '../theme.js';
 
@@ -48,6 +49,15 @@ export function barScale(entries: readonly HistoryEntry[], coldIteration: number
   return Math.max(1, ...pool.map((e) => e.ms));
 }
 
+/** The history row's columns before its last text: indent, number, time, mark, word. */
+const ROW_FIXED = 2 + 5 + 9 + 2 + 2 + 14;
+
+/** The longest description of the first run that fits `room` columns (the shortest otherwise). */
+function firstRunText(service: ServiceState, room: number): string {
+  const variants = describeFirstRun(service.firstRun?.work, service.firstRun);
+  return variants.find((v) => v.length <= room) ?? (variants.at(-1) as string);
+}
+
 export function History({ service, rows, barWidth, width, cwd }: { service: ServiceState; rows: number; barWidth: number; width: number; cwd: string | undefined }) {
   const all = service.history;
   if (all.length === 0) return null;
@@ -78,7 +88,7 @@ export function History({ service, rows, barWidth, width, cwd }: { service: Serv
             {padStart(seconds(entry.ms), 9)}
             {'  '}
             <Paint tone={mark.tone}>{mark.mark}</Paint> {padEnd(mark.word, 14)}
-            <Paint tone="dim">{`${what}${cold ? (service.coldness === 'cold' ? ' (cold)' : service.coldness === 'warm' ? ' (first, warm)' : ' (first)') : ''}`}</Paint>
+            <Paint tone="dim">{`${what}${cold ? ` (${firstRunText(service, width - ROW_FIXED - barWidth - what.length - 3)})` : ''}`}</Paint>
           </Text>
         );
       })}

@@ -69,8 +69,8 @@ function statCell(stats: ColumnStats, row: TableRow): CellValue {
 
 /** Why there is no speed-up: the first iteration found go's cache warm, or did not say. */
 export function firstWasNotCold(service: ServiceState): string {
-  const work = service.buildWork;
-  if (service.coldness === 'warm' && work) return `go's cache was warm (${work.work.compiled}/${work.work.packages} packages compiled)`;
+  const work = service.firstRun?.work;
+  if (service.coldness === 'warm' && work) return `go's cache was warm (${work.compiled}/${work.packages} packages compiled)`;
   return 'the first build did not say if it was cold';
 }
 
