@@ -102,20 +102,29 @@ const DIAGNOSTIC = /^(\S+\.(?:go|mod|work|s|c)):(\d+)(?::(\d+))?: (.+)$/;
 
 /**
  * The compiler's and the go command's `file:line[:col]: message` lines, each with the indented
- * lines under it as notes (`have (…)`/`want (…)`, a `go get …` fix). `# package` headers are
- * dropped; a file is named without a leading `./`.
+ * lines under it as notes (`have (…)`/`want (…)`, a `go get …` fix) and go's `note: …` lines
+ * after it (`note: module requires Go 1.27`). `# package` headers are dropped and end the notes of
+ * the package before; a file is named without a leading `./`.
  */
 export function parseDiagnostics(stderr: string): Diagnostic[] {
   const out: Diagnostic[] = [];
+  /** How many diagnostics there were when the current package's last one was added. */
+  let lastOfPackage: number | undefined;
   for (const raw of stderr.split('\n')) {
     const match = DIAGNOSTIC.exec(raw);
     if (match) {
       const [, file = '', line = '0', column, message = ''] = match;
       out.push({ file: file.replace(/^\.\//, ''), line: Number(line), ...(column ? { column: Number(column) } : {}), message });
+      lastOfPackage = out.length;
       continue;
     }
-    const last = out.at(-1);
-    if (last && /^\s+\S/.test(raw)) (last.notes ??= []).push(raw.trim());
+    // A package header starts another package's output: what follows belongs to no earlier one.
+    if (raw.startsWith('# ')) {
+      lastOfPackage = undefined;
+      continue;
+    }
+    const last = lastOfPackage === out.length ? out.at(-1) : undefined;
+    if (last && (/^\s+\S/.test(raw) || /^note: /.test(raw))) (last.notes ??= []).push(raw.trim());
   }
   return out;
 }
