@@ -76,6 +76,11 @@ describe('a serving revision that crashes (revision.exit)', () => {
     assert.deepEqual(resultLine(killed)?.parts, ['crashed', serving, 'signal SIGKILL']);
     assert.equal(errorLines(killed, last + 2000)[0]?.text, 'it wrote nothing before it ended');
 
+    // Cut for room, a crash keeps its last words and counts the earlier lines.
+    const long = only(reduceAll([...session, crash({ lastLines: ['a', 'b', 'c', 'd', 'panic: boom'] })]));
+    assert.deepEqual(fitErrorLines(errorLines(long, last + 2000), 4, 'tail').map((l) => l.text), ['+3 earlier lines (e shows them all)', 'd', 'panic: boom', `nothing is serving: ${serving} crashed (exit code 2)`]);
+    assert.match(frameOf(reduceAll([...session, crash({ lastLines: Array.from({ length: 30 }, (_, i) => `line ${i}`) })]), last + 3000, { columns: 80, rows: 24 }), /\+\d+ earlier lines \(e shows them all\)\n(.*\n)*.*│ line 29\n.*nothing is serving/);
+
     const starting = only(reduceAll([...session, crash({ phase: 'starting', revision: 'hello-00099' })]));
     assert.equal(starting.crashed, undefined, 'a revision that failed to start fails its iteration instead');
     const other = only(reduceAll([...session, crash({ revision: 'hello-00001' })]));

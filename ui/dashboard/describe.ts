@@ -139,17 +139,22 @@ function detailLines(error: ErrorInfo): string[] {
 
 /**
  * The error block cut to `limit` lines: what fits, then `+N more (e shows all)`, and always the
- * last line (what serves), so a long list never hides that.
+ * last line (what serves), so a long list never hides that. `tail` keeps the newest lines instead
+ * (a crashed revision's last words) and counts the earlier ones first.
  */
-export function fitErrorLines(lines: ErrorLine[], limit: number): ErrorLine[] {
+export function fitErrorLines(lines: ErrorLine[], limit: number, keep: 'head' | 'tail' = 'head'): ErrorLine[] {
   if (lines.length <= limit) return lines;
   if (limit <= 1) return lines.slice(0, Math.max(0, limit));
   const last = lines.at(-1) as ErrorLine;
+  const body = lines.slice(0, -1);
   const room = Math.max(0, limit - 2);
-  const shown = lines.slice(0, room);
-  const hidden = lines.length - 1 - room;
+  const hidden = body.length - room;
+  if (keep === 'tail') {
+    const earlier: ErrorLine = { text: `+${hidden} earlier line${hidden === 1 ? '' : 's'} (e shows them all)`, tone: 'warn' };
+    return [earlier, ...body.slice(body.length - room), last];
+  }
   const more: ErrorLine = { text: `+${hidden} more line${hidden === 1 ? '' : 's'} (e shows every error in full)`, tone: 'warn' };
-  return limit === 2 ? [more, last] : [...shown, more, last];
+  return [...body.slice(0, room), more, last];
 }
 
 /** One error as the `e` view shows it: its headline and every line under it, uncut. */

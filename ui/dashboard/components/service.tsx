@@ -2,7 +2,7 @@
 // files that triggered the current iteration; a failure's diagnostics with what still serves;
 // and the history bars.
 import { Text } from 'ink';
-import { currentIteration, errorLines, fitErrorLines, resultLine, serviceTone, triggerText } from '../describe.js';
+import { currentCrash, currentIteration, errorLines, fitErrorLines, resultLine, serviceTone, triggerText } from '../describe.js';
 import { displayPath } from '../format.js';
 import type { Plan } from '../layout.js';
 import type { ServiceState } from '../state.js';
@@ -24,7 +24,7 @@ export function ServiceBlock({ service, plan, now, frame, width, cwd }: ServiceP
   const mark = tone === 'run' ? (SPINNER[frame % SPINNER.length] as string) : tone === 'ok' ? '✓' : tone === 'fail' ? '✗' : tone === 'warn' ? '↻' : '○';
   const current = currentIteration(service);
   const result = resultLine(service);
-  const errors = fitErrorLines(errorLines(service, now), plan.errorLines);
+  const errors = fitErrorLines(errorLines(service, now), plan.errorLines, currentCrash(service) ? 'tail' : 'head');
   const url = service.serving?.url;
   const queued = service.queued.map((f) => displayPath(f, cwd)).join(', ');
   return (
