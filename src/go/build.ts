@@ -56,6 +56,8 @@ export async function goBuild(options: GoBuildOptions): Promise<GoBuildWork | un
   await mkdir(dirname(options.output), { recursive: true });
   const result = await runGo(args, { goBinary: options.goBinary, cwd: options.cwd, env, ...(options.signal ? { signal: options.signal } : {}) });
   if (result.exitCode !== 0) {
+    // go writes its graph on failure too; nothing reads it then.
+    if (options.actionGraph) await rm(options.actionGraph, { force: true }).catch(() => undefined);
     // The one line names the first diagnostic as go printed it; all of them travel parsed.
     const first = result.stderr.split('\n').find((line) => DIAGNOSTIC.test(line));
     const where = first ? `: ${first}` : firstMeaningfulLine(result.stderr);
