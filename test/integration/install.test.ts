@@ -118,6 +118,8 @@ describe('tsko installed into a Go module outside the checkout', { timeout: 900_
   let registry: DockerRegistry;
   /** What every tsko run here shares: its own cache, the developer's Go cache, no KO_* settings. */
   let env: Record<string, string | undefined>;
+  /** `npm install --save-dev <tarball>` in the project. */
+  let installed: Run;
 
   before(async () => {
     work = await makeTempDir('install');
@@ -145,6 +147,8 @@ describe('tsko installed into a Go module outside the checkout', { timeout: 900_
     project = join(work, 'shop');
     await writeGoModule(project, 'example.com/shop');
     await writeFile(join(project, 'tsko.config.ts'), CONFIG_TS);
+    // Installed once here, so each case below can run alone (--test-name-pattern).
+    installed = await run('npm', ['install', '--save-dev', tarball, ...NPM_FLAGS], project, env, 300_000);
   });
 
   after(async () => {
@@ -159,7 +163,6 @@ describe('tsko installed into a Go module outside the checkout', { timeout: 900_
     }
     assert.deepEqual([...files].filter((file) => /^package\/(dist\/test|dist\/bench|src|test|examples)\//.test(file)), [], 'no sources, tests or examples');
 
-    const installed = await run('npm', ['install', '--save-dev', tarball, ...NPM_FLAGS], project, env, 300_000);
     assert.equal(installed.code, 0, installed.stderr);
     const pkg = join(project, 'node_modules', 'tsko');
     assert.ok(!lstatSync(pkg).isSymbolicLink(), 'a real install, not a link to the checkout');
