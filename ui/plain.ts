@@ -54,7 +54,7 @@ export function formatPlainEvent(event: TskoEvent, verbose = false): string | un
       return `${prefix}change: ${event.trigger.join(', ') || 'start'}`;
     case 'iteration.end': {
       const detail = [event.reference, event.revision, event.url].filter(Boolean).join(' · ');
-      const err = event.error ? `: ${event.error.message}` : '';
+      const err = event.error ? `: ${event.error.message}${event.error.hint ? ` (hint: ${event.error.hint})` : ''}` : '';
       return `${prefix}${event.result} in ${ms(event.ms)}${detail ? ` · ${detail}` : ''}${err}`;
     }
     case 'revision.log':

@@ -265,6 +265,37 @@ describe('tsko installed into a Go module outside the checkout', { timeout: 900_
       dev.child.kill('SIGTERM');
       await dev.exited(10_000);
     }
+
+    // Plain lines (no terminal, no --json) carry the same hint.
+    const plain = spawn(process.execPath, [bin, 'dev', '--port', String(await freePort()), './cmd/api'], { cwd: bare, env: childEnv({ ...coldEnv, PATH }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    plain.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    plain.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      for (let i = 0; i < 240 && !/build-failed/.test(output) && plain.exitCode === null; i++) await new Promise((resolve) => setTimeout(resolve, 250));
+      assert.match(output, /build-failed in .*cgr\.dev\/chainguard\/static:latest.*\(hint: no tsko\.config\.ts here, .*KO_DEFAULTBASEIMAGE=builtin:\/\/static\)/, output);
+    } finally {
+      plain.kill('SIGTERM');
+    }
+
+    // A config without a base: the hint says where to set it.
+    await writeFile(join(bare, 'tsko.config.ts'), "import { defineConfig } from 'tsko';\n\nexport default defineConfig({});\n");
+    const configured = await run(process.execPath, [bin, 'build', './cmd/api'], bare, coldEnv);
+    assert.equal(configured.code, 1, configured.stderr);
+    assert.match(configured.stderr, /^hint: no base is configured, .*set defaultBaseImage: 'builtin:\/\/static' in tsko\.config\.ts \(or run with KO_DEFAULTBASEIMAGE=builtin:\/\/static\)$/m);
+  });
+
+  it("a global install (npm i -g) loads a project's tsko.config.ts that imports 'tsko', with no tsko in the project", async (t) => {
+    const prefix = await makeTempDir('install-global', t);
+    const global = await run('npm', ['install', '-g', '--prefix', prefix, tarball, ...NPM_FLAGS], work, env, 300_000);
+    assert.equal(global.code, 0, global.stderr);
+    const plain = join(await makeTempDir('install-global-project', t), 'svc');
+    await writeGoModule(plain, 'example.com/svc');
+    await writeFile(join(plain, 'tsko.config.ts'), CONFIG_TS);
+    const result = await run(join(prefix, 'bin', 'tsko'), ['build', '--push=false', './cmd/api'], plain, env);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /Using base builtin:\/\/static@/);
+    assert.doesNotMatch(result.stderr, /Warning|Cannot find package/);
   });
 
   it("runs a tsko.config.ts that imports 'tsko' with the checkout's own bin in a module that has no tsko installed", async (t) => {
