@@ -31,7 +31,7 @@ export async function runOnce(target: string, containerArgs: string[], raw: Buil
   if (target.startsWith('-')) throw new TskoError('USAGE', `expected an import path first, got "${target}"`);
   const kubectl = findKubectl(process.env);
   const { context: _context, namespace: _namespace, kubeconfig: _kubeconfig, config: configFile, ...build } = raw;
-  const session = await openCommandSession({ command: 'run', ...(configFile ? { configFile } : {}), build }, verbose);
+  const session = await openCommandSession({ command: 'run', targets: [target], ...(configFile ? { configFile } : {}), build }, verbose);
   const { pipeline, config, events, signal } = session;
   let reference: string;
   try {

@@ -4,7 +4,7 @@ import type { BuildCommandFlags } from './common.js';
 import { openCommandSession, printedLine, writeImageRefs } from './session.js';
 
 export async function runBuild(targets: string[], { config: configFile, ...build }: BuildCommandFlags, verbose: boolean): Promise<void> {
-  const session = await openCommandSession({ command: 'build', ...(configFile ? { configFile } : {}), build }, verbose);
+  const session = await openCommandSession({ command: 'build', targets, ...(configFile ? { configFile } : {}), build }, verbose);
   const { pipeline, config, events, signal } = session;
   try {
     // Every argument at once: the pipeline's --jobs slots bound the go builds.

@@ -28,7 +28,7 @@ function parseJobs(value: string): number {
 /** Where images go and how they are named: every command that pushes takes these, with ko's names. */
 export function addRepositoryFlags(command: Command): Command {
   return command
-    .option('--config <path>', 'config file (default: tsko.config.ts or .ko.yaml in the working directory or a parent)')
+    .option('--config <path>', 'config file (default: the nearest tsko.config.ts above the ./dir arguments or the working directory, or a .ko.yaml in it)')
     .option('--bare', 'use KO_DOCKER_REPO as the image name, without a suffix')
     .option('-B, --base-import-paths', "name images KO_DOCKER_REPO/<import path's last element>")
     .option('-P, --preserve-import-paths', 'name images KO_DOCKER_REPO/<full import path>')

@@ -27,7 +27,7 @@ export function registerLoginCommand(program: Command): void {
     .option('-p, --password <password>', 'password (visible to other users of this machine; prefer --password-stdin)')
     .option('--password-stdin', 'read the password from stdin')
     .option('--insecure-registry', 'talk plain http (or unverified https) to the registry')
-    .option('--config <path>', 'config file whose registry.caFile/insecure apply (default: tsko.config.ts in the working directory)')
+    .option('--config <path>', 'config file whose registry.caFile/insecure apply (default: the nearest tsko.config.ts above the working directory)')
     .action(async (server: string, flags: LoginFlags) => {
       const { login } = await import('./login-action.js');
       await login(server, flags, Boolean(program.opts().verbose));

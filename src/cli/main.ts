@@ -18,6 +18,8 @@ export function createProgram(): Command {
   const program = new Command('tsko')
     .description('Build Go services into OCI images the way ko does, and redeploy them on every save')
     .option('-v, --verbose', 'print debug logs and stack traces to stderr')
+    // Each command's --help lists -v too (README's flag lists are checked against these).
+    .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerBuildCommand(program);

@@ -49,7 +49,7 @@ export interface CloudRunTargetConfig {
   timeout?: number;
 }
 
-/** Reserved for `tsko dev`; read by the dev loop. */
+/** The dev loop's section, read by `tsko dev` and `tsko deploy`; every key is checked. */
 export interface DevConfig {
   services?: Array<string | DevServiceConfig>;
   target?: 'local' | 'kubernetes' | 'cloudrun';
@@ -58,7 +58,6 @@ export interface DevConfig {
   keepImages?: number;
   kubernetes?: KubernetesTargetConfig;
   cloudrun?: CloudRunTargetConfig;
-  [key: string]: unknown;
 }
 
 /** How tsko talks to registries (credentials come from docker's config.json; see `tsko login`). */

@@ -87,6 +87,11 @@ export interface InlineConfig {
    * no SBOM, and never reuse a build. Other commands get ko's defaults.
    */
   command?: 'build' | 'resolve' | 'apply' | 'run' | 'dev' | 'deploy';
+  /**
+   * The main packages on the command line (`dev` and `deploy` pass theirs in `dev.targets`): the
+   * config is looked for from each ./dir among them too, not only from cwd.
+   */
+  targets?: readonly string[];
   build?: BuildFlags;
   dev?: DevFlags;
 }
@@ -98,8 +103,8 @@ export async function resolveConfig(inline: InlineConfig = {}): Promise<Resolved
   for (const [key, value] of Object.entries(rawEnv)) if (value !== undefined) env[key] = value;
   const home = inline.homedir ?? osHomedir();
 
-  const file = findConfigFile(cwd, inline.configFile, env.KO_CONFIG_PATH || undefined);
-  const { config } = await loadConfigFile(file, { fresh: inline.fresh ?? false });
+  const file = findConfigFile({ cwd, explicit: inline.configFile, koConfigPath: env.KO_CONFIG_PATH || undefined, targets: inline.targets ?? inline.dev?.targets });
+  const { config } = await loadConfigFile(file, { fresh: inline.fresh ?? false, cwd });
   const configDir = file ? dirname(file) : cwd;
 
   const overrides = new Map<string, string>();

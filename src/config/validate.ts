@@ -1,9 +1,16 @@
 // Checks a loaded config object against UserConfig, naming the exact key path of the first
-// problem (`builds[1].main must be a string`), and rejects unknown keys, which are usually typos.
+// problem (`builds[1].main must be a string`), and rejects unknown keys anywhere, which are
+// usually typos: `dev.prot is not a known key: did you mean port?`.
 import { TskoError } from '../errors.js';
 import type { UserConfig } from './define.js';
+import { closestName } from './suggest.js';
 
-type Check = (value: unknown, path: string) => string | undefined;
+/** A check, and for objects and lists what is inside (so the schema can list its key paths). */
+interface Check {
+  (value: unknown, path: string): string | undefined;
+  fields?: Record<string, Check>;
+  item?: Check;
+}
 
 const isString: Check = (v, p) => (typeof v === 'string' ? undefined : `${p} must be a string`);
 const isStringList: Check = (v, p) => {
@@ -26,33 +33,39 @@ const isStringMap: Check = (v, p) => {
 const isPositiveNumber: Check = (v, p) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? undefined : `${p} must be a positive number`);
 const isPort: Check = (v, p) => (Number.isInteger(v) && (v as number) > 0 && (v as number) < 65536 ? undefined : `${p} must be a port number`);
 
-function objectOf(fields: Record<string, Check>, required: string[] = [], open = false): Check {
-  return (value, path) => {
+function objectOf(fields: Record<string, Check>, required: string[] = []): Check {
+  const check: Check = (value, path) => {
     if (!isPlainObject(value)) return `${path} must be an object`;
     for (const key of required) if (value[key] === undefined) return `${path}.${key} is required`;
     for (const [key, item] of Object.entries(value)) {
       if (item === undefined) continue;
-      const check = fields[key];
-      if (!check) {
-        if (open) continue;
-        return `${path ? `${path}.` : ''}${key} is not a known key (known: ${Object.keys(fields).join(', ')})`;
+      const keyPath = path ? `${path}.${key}` : key;
+      const fieldCheck = fields[key];
+      if (!fieldCheck) {
+        const known = Object.keys(fields);
+        const suggestion = closestName(key, known);
+        return suggestion ? `${keyPath} is not a known key: did you mean ${suggestion}?` : `${keyPath} is not a known key (known: ${known.join(', ')})`;
       }
-      const err = check(item, path ? `${path}.${key}` : key);
+      const err = fieldCheck(item, keyPath);
       if (err) return err;
     }
     return undefined;
   };
+  check.fields = fields;
+  return check;
 }
 
-function listOf(check: Check): Check {
-  return (value, path) => {
+function listOf(itemCheck: Check): Check {
+  const check: Check = (value, path) => {
     if (!Array.isArray(value)) return `${path} must be a list`;
     for (const [i, item] of value.entries()) {
-      const err = check(item, `${path}[${i}]`);
+      const err = itemCheck(item, `${path}[${i}]`);
       if (err) return err;
     }
     return undefined;
   };
+  check.item = itemCheck;
+  return check;
 }
 
 const buildCheck = objectOf(
@@ -60,8 +73,10 @@ const buildCheck = objectOf(
   ['main'],
 );
 
-const serviceCheck: Check = (value, path) =>
-  typeof value === 'string' ? undefined : objectOf({ path: isString, port: isPort }, ['path'])(value, path);
+const serviceObjectCheck = objectOf({ path: isString, port: isPort }, ['path']);
+const serviceCheck: Check = Object.assign((value: unknown, path: string) => (typeof value === 'string' ? undefined : serviceObjectCheck(value, path)), {
+  fields: serviceObjectCheck.fields,
+});
 
 const devCheck = objectOf(
   {
@@ -79,8 +94,6 @@ const devCheck = objectOf(
     }),
     cloudrun: objectOf({ project: isString, region: isString, service: isString, timeout: isPositiveNumber }),
   },
-  [],
-  true, // later dev-loop sections validate themselves
 );
 
 const configCheck = objectOf({
@@ -94,6 +107,24 @@ const configCheck = objectOf({
   dev: devCheck,
   registry: objectOf({ caFile: isString, insecure: isStringList }),
 });
+
+/**
+ * Every key path the config accepts (`dev.port`, `builds[].main`, `dev.services[].path`), in
+ * schema order: what README's Configuration section must document.
+ */
+export function configKeyPaths(): string[] {
+  const paths: string[] = [];
+  const walk = (check: Check, prefix: string) => {
+    if (check.item) return walk(check.item, `${prefix}[]`);
+    for (const [key, field] of Object.entries(check.fields ?? {})) {
+      const path = prefix ? `${prefix}.${key}` : key;
+      paths.push(path);
+      walk(field, path);
+    }
+  };
+  walk(configCheck, '');
+  return paths;
+}
 
 export function validateConfig(value: unknown, file: string): UserConfig {
   const err = configCheck(value, '');

@@ -2,10 +2,11 @@
 // and base, runs `go build` to a stable output path (so a warm build lets Go skip relinking), and
 // appends the kodata and binary layers; an unchanged binary (same Go build ID) is not re-tarred.
 import { stat } from 'node:fs/promises';
-import { isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { basename, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { abortable } from '../abort.js';
-import { TskoError } from '../errors.js';
-import type { ResolvedBuild, ResolvedConfig } from '../config/resolve.js';
+import { isTskoError, TskoError } from '../errors.js';
+import { KO_DEFAULT_BASE_IMAGE, type ResolvedBuild, type ResolvedConfig } from '../config/resolve.js';
+import { BUILTIN_STATIC } from '../image/builtin-base.js';
 import { goBuild } from '../go/build.js';
 import { listMainPackage, listPackage } from '../go/list.js';
 import { formatPlatform } from '../go/platform.js';
@@ -75,9 +76,14 @@ export class GoBuilder implements Builder {
     const baseName = baseImageFor(this.config, importPath);
     const fields = { importPath, platform: formatPlatform(platform) };
 
-    // The base and the compile are independent: overlap them.
-    const basePromise = this.bases.resolve(baseName, platform, signal);
-    basePromise.catch(() => undefined);
+    // The base and the compile are independent: overlap them. A base that cannot be had (no
+    // network for ko's default) fails the build at once, not after a cold compile.
+    const baseFailed = new AbortController();
+    const basePromise = this.bases.resolve(baseName, platform, signal).catch((err: unknown) => {
+      throw withOfflineBaseHint(err, baseName, this.config);
+    });
+    basePromise.catch((err: unknown) => baseFailed.abort(err));
+    const buildSignal = signal ? AbortSignal.any([signal, baseFailed.signal]) : baseFailed.signal;
 
     const output = join(this.config.cacheDir, 'bin', importPath, fields.platform.replaceAll('/', '-'), appName);
     // Whether a first iteration was cold is go's to say (its build cache may be warm already); the
@@ -98,8 +104,14 @@ export class GoBuilder implements Builder {
           flags: [...(target.build?.flags ?? this.config.defaultFlags), ...(this.imageOptions.extraGoFlags ?? [])],
           ldflags: this.imageOptions.ldflags ?? target.build?.ldflags ?? [...this.config.defaultLdflags],
           output,
+<<<<<<< HEAD
           ...(first ? { actionGraph: `${output}.actions.json` } : {}),
           ...(signal ? { signal } : {}),
+=======
+          signal: buildSignal,
+        }).catch((err: unknown) => {
+          throw baseFailed.signal.aborted && !signal?.aborted ? baseFailed.signal.reason : err;
+>>>>>>> wip-install
         });
         this.builtOutputs.add(output);
         return { ms: performance.now() - started, work };
@@ -199,6 +211,19 @@ export class GoBuilder implements Builder {
     }
     return abortable(this.buildImportPaths, signal);
   }
+}
+
+/**
+ * ko's default base lives on cgr.dev; with no network (or no config at all, as on a first
+ * `tsko dev` in a new project) the way out is tsko's offline base, said exactly.
+ */
+function withOfflineBaseHint(err: unknown, baseName: string, config: Pick<ResolvedConfig, 'configFile'>): unknown {
+  if (!isTskoError(err) || err.code !== 'BASE_IMAGE' || baseName !== KO_DEFAULT_BASE_IMAGE) return err;
+  const env = `KO_DEFAULTBASEIMAGE=${BUILTIN_STATIC}`;
+  const hint = config.configFile
+    ? `no base is configured, and ko's default needs the network: to build offline on tsko's builtin base, set defaultBaseImage: '${BUILTIN_STATIC}' in ${basename(config.configFile)} (or run with ${env})`
+    : `no tsko.config.ts here, and ko's default base needs the network: to build offline on tsko's builtin base, create tsko.config.ts with \`export default { defaultBaseImage: '${BUILTIN_STATIC}' }\` (or run with ${env})`;
+  return new TskoError('BASE_IMAGE', err.message, { hint, cause: err });
 }
 
 /** The base an import path builds on: its override (matched lower-cased, as ko), else the default. */

@@ -136,7 +136,13 @@ describe('under a Node older than engines', () => {
     async () => {
       const { path, version } = old as { path: string; version: string };
       const wanted = /(\d+(?:\.\d+)*)/.exec(manifest.engines.node)?.[1];
-      for (const args of [['--help'], ['version'], ['build', './examples/hello'], ['dev'], ['registry', 'serve'], ['no-such-command']]) {
+      // Every command (and its alias, a subcommand, help, -v, a typo): the check runs before any of them.
+      const commands = [
+        ['--help'], ['version'], ['build', './examples/hello'], ['publish', '.'], ['resolve', '-f', 'x.yaml'], ['apply', '-f', 'x.yaml'], ['create', '-f', 'x.yaml'],
+        ['delete', 'pod', 'x'], ['run', './examples/hello'], ['dev'], ['deploy', './examples/hello'], ['registry', 'serve'], ['registry', 'gc'],
+        ['login', 'example.com'], ['logout'], ['help', 'build'], ['-v', 'build', '.'], ['no-such-command'],
+      ];
+      for (const args of commands) {
         const result = await execa(path, [tskoBin, ...args], { cwd: repoRoot, reject: false, timeout: 30_000, stdin: 'ignore' });
         assert.equal(result.stderr, `tsko: needs Node.js ≥ ${wanted}, this is ${version}`, `tsko ${args.join(' ')} under ${version}`);
         assert.equal(result.stdout, '');

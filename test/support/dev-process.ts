@@ -16,10 +16,15 @@ export interface DevProcess {
   exited(timeoutMs: number): Promise<number | string>;
 }
 
-export function startDev(args: string[], options: { cwd: string; env: Record<string, string | undefined> }): DevProcess {
+/**
+ * `command` runs another tsko than the checkout's (`npx tsko` in a project that installed it):
+ * the file and the arguments before `dev`.
+ */
+export function startDev(args: string[], options: { cwd: string; env: Record<string, string | undefined>; command?: { file: string; args: string[] } }): DevProcess {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries({ ...process.env, ...options.env })) if (value !== undefined) env[key] = value;
-  const child = spawn(join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'bin/tsko.js'), 'dev', '--json', ...args], {
+  const command = options.command ?? { file: join(repoRoot, 'node_modules/.bin/node'), args: [join(repoRoot, 'bin/tsko.js')] };
+  const child = spawn(command.file, [...command.args, 'dev', '--json', ...args], {
     cwd: options.cwd,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
