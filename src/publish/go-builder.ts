@@ -104,14 +104,10 @@ export class GoBuilder implements Builder {
           flags: [...(target.build?.flags ?? this.config.defaultFlags), ...(this.imageOptions.extraGoFlags ?? [])],
           ldflags: this.imageOptions.ldflags ?? target.build?.ldflags ?? [...this.config.defaultLdflags],
           output,
-<<<<<<< HEAD
           ...(first ? { actionGraph: `${output}.actions.json` } : {}),
-          ...(signal ? { signal } : {}),
-=======
           signal: buildSignal,
         }).catch((err: unknown) => {
           throw baseFailed.signal.aborted && !signal?.aborted ? baseFailed.signal.reason : err;
->>>>>>> wip-install
         });
         this.builtOutputs.add(output);
         return { ms: performance.now() - started, work };
