@@ -43,7 +43,8 @@ export async function runDev(targets: string[], flags: LoopCommandFlags, verbose
   // manifest resolves, one token source); a reload with other target settings gets a new one.
   // The registry check runs once per factory: before anything starts, and again after a reload
   // that changed the target (its targets then fail to be made, saying why).
-  const repo = await resolveDockerRepo(config, events);
+  // Its own registry: another session's would take every push down with it when it exits.
+  const repo = await resolveDockerRepo(config, events, undefined, { ownRegistry: true });
   const targetsFor = (resolved: typeof config) => {
     const targets = targetFactory(resolved, events, 'dev');
     return { config: resolved, targets, checked: targets.checkRegistry(repo.dockerRepo, false) };
