@@ -33,7 +33,7 @@ import (
 func main() {
 	${startup}
 	http.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Println("about to crash: bad state")
+		fmt.Println("about to crash: <bad> state & more")
 		os.Exit(2)
 	})
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -95,18 +95,18 @@ describe('tsko dev when a revision dies', () => {
     assert.equal(crashed.service, 'crashy');
     assert.equal(crashed.code, 2);
     assert.equal(crashed.signal, null);
-    assert.ok(crashed.lastLines.includes('about to crash: bad state'), JSON.stringify(crashed.lastLines));
+    assert.ok(crashed.lastLines.includes('about to crash: <bad> state & more'), JSON.stringify(crashed.lastLines));
 
     // 2. The front port answers 503 with a page naming the crash, plain or HTML.
     const page = await get(`http://127.0.0.1:${port}/`);
     assert.equal(page.status, 503);
     assert.match(page.body, new RegExp(`revision ${first.revision} crashed \\(it exited with code 2\\)`));
-    assert.match(page.body, /about to crash: bad state/);
+    assert.match(page.body, /\nabout to crash: <bad> state & more\n/);
     assert.match(page.body, /press r/);
     const html = await get(`http://127.0.0.1:${port}/`, 'text/html,application/xhtml+xml');
     assert.equal(html.status, 503);
     assert.match(html.type, /^text\/html/);
-    assert.match(html.body, /<pre>about to crash: bad state<\/pre>/);
+    assert.match(html.body, /<pre>about to crash: &#60;bad&#62; state &#38; more<\/pre>/);
 
     // 3. The same program again (an edit that changes nothing) is a new revision, not "unchanged".
     mark = dev.events.length;
