@@ -10,28 +10,10 @@ import { createEventBus } from '../events.js';
 import { createReporter, pickReporter } from '../../ui/reporters.js';
 import { resolveDockerRepo } from './docker-repo.js';
 import { openUrl } from './open-url.js';
+import { onParentDeath } from './parent-watch.js';
 import { loopInline, type LoopCommandFlags } from './targets.js';
 
 const SHUTDOWN_DEADLINE_MS = 2000;
-/** How often tsko dev looks whether the process that started it is still there. */
-const PARENT_CHECK_MS = 500;
-
-/**
- * Calls `onDeath` once the process that started this one is gone. A parent killed with SIGKILL
- * (an `npx` wrapper, a test runner, a closed IDE) sends nothing; the kernel only re-parents its
- * children, which is what this notices. Started already orphaned (a container's init, a detached
- * launch), there is nothing to watch.
- */
-function onParentDeath(onDeath: () => void): void {
-  const parent = process.ppid;
-  if (parent <= 1) return;
-  const timer = setInterval(() => {
-    if (process.ppid === parent) return;
-    clearInterval(timer);
-    onDeath();
-  }, PARENT_CHECK_MS);
-  timer.unref();
-}
 
 export async function runDev(targets: string[], flags: LoopCommandFlags, verbose: boolean): Promise<void> {
   const events = createEventBus();
@@ -69,7 +51,8 @@ export async function runDev(targets: string[], flags: LoopCommandFlags, verbose
   // manifest resolves, one token source); a reload with other target settings gets a new one.
   // The registry check runs once per factory: before anything starts, and again after a reload
   // that changed the target (its targets then fail to be made, saying why).
-  const repo = await resolveDockerRepo(config, events);
+  // Its own registry: another session's would take every push down with it when it exits.
+  const repo = await resolveDockerRepo(config, events, undefined, { ownRegistry: true });
   const targetsFor = (resolved: typeof config) => {
     const targets = targetFactory(resolved, events, 'dev');
     return { config: resolved, targets, checked: targets.checkRegistry(repo.dockerRepo, false) };

@@ -1,6 +1,8 @@
 // Where images go: KO_DOCKER_REPO when set (validated up front, so nothing is built for a repo
 // that cannot be pushed to); when unset or the reserved `tsko.local`, the embedded registry —
-// the one already serving at its address, or one started in this process for as long as it runs.
+// for a one-shot command the one already serving at its address, or one started in this process
+// for as long as it runs; for `tsko dev` always one of its own (on the address if free, else on a
+// free port over the same storage), so a session never depends on another session's lifetime.
 import { TskoError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import { EMBEDDED_REPO, isEmbeddedRepo, type ResolvedConfig } from '../config/resolve.js';
@@ -18,14 +20,31 @@ export interface DockerRepo {
   close(): Promise<void>;
 }
 
-export async function resolveDockerRepo(config: ResolvedConfig, events: EventBus, signal?: AbortSignal): Promise<DockerRepo> {
+export interface DockerRepoOptions {
+  /** A long-running session: serve its own embedded registry rather than reuse another process's. */
+  ownRegistry?: boolean;
+}
+
+export async function resolveDockerRepo(config: ResolvedConfig, events: EventBus, signal?: AbortSignal, options: DockerRepoOptions = {}): Promise<DockerRepo> {
   const value = config.dockerRepo ?? EMBEDDED_REPO;
   if (isEmbeddedRepo(value)) {
     if (!config.build.push) return { dockerRepo: value, close: async () => {} };
     const root = defaultRegistryRoot(config.env, config.homedir);
     // The server's code loads only for the embedded registry, not for a KO_DOCKER_REPO elsewhere.
     const { ensureEmbeddedRegistry } = await import('../registry/server/index.js');
-    const running = await ensureEmbeddedRegistry({ addr: config.embeddedRegistryAddr, root, ...(signal ? { signal } : {}) });
+    const running = await ensureEmbeddedRegistry({
+      addr: config.embeddedRegistryAddr,
+      root,
+      ...(signal ? { signal } : {}),
+      ...(options.ownRegistry ? { whenTaken: 'own' as const } : {}),
+    });
+    if (running.instead) {
+      events.emit({
+        type: 'log',
+        level: 'info',
+        message: `${running.instead} is another tsko's registry, which stops with it: this session serves its own at ${running.address} (same storage)`,
+      });
+    }
     events.emit({ type: 'registry.embedded', address: running.address, root, started: running.started });
     return {
       dockerRepo: running.address + value.slice(EMBEDDED_REPO.length),

@@ -13,6 +13,14 @@ export interface Upstream {
   port: number;
 }
 
+/** How a revision that was serving ended on its own, for the page the front port answers with. */
+export interface CrashReport {
+  code: number | null;
+  signal: string | null;
+  /** Its last log lines, oldest first. */
+  lastLines: string[];
+}
+
 export interface FrontProxyOptions {
   host: string;
   /** 0 picks a free port (tests). */
@@ -23,8 +31,8 @@ interface UpstreamState extends Upstream {
   agent: Agent;
   inFlight: number;
   idle: Set<() => void>;
-  /** Why it no longer answers, once its process has gone. */
-  down: string | undefined;
+  /** How its process ended, once it has gone. */
+  down: CrashReport | undefined;
 }
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are not forwarded.
@@ -122,10 +130,10 @@ export class FrontProxy {
     });
   }
 
-  /** The upstream's process is gone: answer its requests with 502 and `reason` at once. */
-  markDown(name: string, reason: string): void {
+  /** The upstream's process is gone: answer its requests at once with a 503 page naming the crash. */
+  markDown(name: string, crash: CrashReport): void {
     const state = this.upstreams.get(name);
-    if (state) state.down = reason;
+    if (state) state.down = crash;
   }
 
   /** Forgets an upstream that is no longer current (after its revision stopped). */
@@ -154,7 +162,7 @@ export class FrontProxy {
       return;
     }
     if (upstream.down !== undefined) {
-      plain(res, 502, `tsko: revision ${upstream.name} is not running (${upstream.down}); save a change to deploy a new one\n`);
+      crashPage(req, res, upstream.name, upstream.down);
       return;
     }
     track(upstream, res);
@@ -290,11 +298,44 @@ function headerLines(raw: readonly string[]): string {
   return out;
 }
 
+/** How a crashed revision ended, in words: `exited with code 2`, `was killed by SIGKILL`. */
+export function describeExit(crash: Pick<CrashReport, 'code' | 'signal'>): string {
+  return crash.signal ? `was killed by ${crash.signal}` : `exited with code ${crash.code ?? 'unknown'}`;
+}
+
+/**
+ * 503, not 502: the front port itself is fine and knows why nothing answers. A browser gets a
+ * small HTML page, anything else (curl, a test) the same text plain.
+ */
+function crashPage(req: IncomingMessage, res: ServerResponse, name: string, crash: CrashReport): void {
+  const title = `tsko: revision ${name} crashed (it ${describeExit(crash)})`;
+  const advice = 'Save a file or press r in tsko dev to restart it.';
+  const lines = crash.lastLines.length > 0 ? crash.lastLines : ['(it printed nothing)'];
+  const extra = { 'retry-after': '1' };
+  if (!/\btext\/html\b/.test(req.headers.accept ?? '')) {
+    plain(res, 503, `${title}\n${advice}\n\nLast log lines:\n${lines.join('\n')}\n`, extra);
+    return;
+  }
+  const html =
+    `<!doctype html><meta charset="utf-8"><title>${escapeHtml(title)}</title>` +
+    `<h1>${escapeHtml(title)}</h1><p>${escapeHtml(advice)}</p>` +
+    `<h2>Last log lines</h2><pre>${escapeHtml(lines.join('\n'))}</pre>\n`;
+  send(res, 503, 'text/html; charset=utf-8', html, extra);
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
 function plain(res: ServerResponse, status: number, text: string, extra: Record<string, string> = {}): void {
+  send(res, status, 'text/plain; charset=utf-8', text, extra);
+}
+
+function send(res: ServerResponse, status: number, contentType: string, text: string, extra: Record<string, string>): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store', ...extra });
+  res.writeHead(status, { 'content-type': contentType, 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store', ...extra });
   res.end(text);
 }

@@ -9,9 +9,11 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { abortable, abortError, linkedSignal, throwIfAborted } from '../abort.js';
 import { TskoError } from '../errors.js';
+import { redact } from '../redact.js';
 import { formatPlatform, hostPlatform, samePlatform } from '../go/platform.js';
 import type { EventBus } from '../events.js';
-import { FrontProxy } from './front-proxy.js';
+import { findExitGuard } from './exit-guard.js';
+import { FrontProxy, type CrashReport } from './front-proxy.js';
 import { Revision } from './revision.js';
 import type { DeployRequest, DeployResult, EarlyDeployRequest, Rollout, Target } from './target.js';
 import { removeTree, type CloneMode } from './tree.js';
@@ -54,6 +56,8 @@ interface Running {
   revision: Revision;
   service: string;
   dir: string;
+  /** It exited on its own while serving: nothing serves until the next deploy. */
+  crashed?: boolean;
 }
 
 /** A revision started by deploy() and not yet ready. */
@@ -68,10 +72,12 @@ interface Starting {
 // On close, revisions get at most this long to exit before SIGKILL, so that tsko itself stops
 // within its 2 s shutdown budget whatever gracePeriodMs says.
 const CLOSE_GRACE_MS = 1500;
+/** Log lines a revision.exit event carries (the front port's crash page shows them). */
+const EXIT_LINES = 20;
 
 /** Binds the front port at once (a busy port fails here, not on the first save). */
 export async function createLocalTarget(options: LocalTargetOptions): Promise<LocalTarget> {
-  const proxy = await FrontProxy.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 8080 });
+  const [proxy, guard] = await Promise.all([FrontProxy.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 8080 }), findExitGuard()]);
   // Per front port: holding the port means no other live target uses this directory, so what is
   // in it was left by an earlier run (the chain cache beside it stays good).
   const revisionsDir = join(options.workDir, 'revisions', String(proxy.port));
@@ -83,7 +89,7 @@ export async function createLocalTarget(options: LocalTargetOptions): Promise<Lo
     await proxy.close();
     throw err;
   }
-  return new LocalTargetImpl(options, proxy, revisionsDir);
+  return new LocalTargetImpl(options, proxy, revisionsDir, guard);
 }
 
 /**
@@ -123,6 +129,8 @@ class LocalTargetImpl implements LocalTarget {
   private readonly graceMs: number;
   readonly revisionsDir: string;
   private readonly chainsDir: string;
+  /** What each revision is started through so that it dies with tsko (see exit-guard.ts). */
+  private readonly guard: readonly string[] | undefined;
   /** Each deploy waits for the one before it. */
   private queue: Promise<unknown> = Promise.resolve();
   private counter = 0;
@@ -143,8 +151,9 @@ class LocalTargetImpl implements LocalTarget {
     for (const revision of this.live) revision.killNow();
   };
 
-  constructor(options: LocalTargetOptions, proxy: FrontProxy, revisionsDir: string) {
+  constructor(options: LocalTargetOptions, proxy: FrontProxy, revisionsDir: string, guard: readonly string[] | undefined) {
     this.options = options;
+    this.guard = guard;
     this.proxy = proxy;
     this.readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
     this.graceMs = options.gracePeriodMs ?? 2000;
@@ -222,7 +231,16 @@ class LocalTargetImpl implements LocalTarget {
         freePort(),
       ]);
       throwIfAborted(signal, `deploy of ${name} aborted`);
-      revision = await Revision.start({ name, service, rootfs: dir, config: image.config.config, port, env: this.options.env ?? {}, events });
+      revision = await Revision.start({
+        name,
+        service,
+        rootfs: dir,
+        config: image.config.config,
+        port,
+        env: this.options.env ?? {},
+        events,
+        ...(this.guard ? { guard: this.guard } : {}),
+      });
       this.live.add(revision);
       return { name, dir, port, revision, unpacked };
     } catch (err) {
@@ -258,6 +276,8 @@ class LocalTargetImpl implements LocalTarget {
       await pruneChains(this.chainsDir, new Set(this.recentChains.flat())).catch(() => undefined);
       return { revision: name, url: this.proxy.url };
     } catch (err) {
+      // It ended on its own before it answered (not stopped for a newer save or shutdown).
+      if (revision.exitedOnItsOwn && !revision.exitInfo?.error) await this.reportExit(revision, 'starting', events);
       throw await this.abandon(starting, err, signal);
     }
   }
@@ -273,7 +293,7 @@ class LocalTargetImpl implements LocalTarget {
     // A file system error while unpacking or starting (a full disk, a cache dir that is a file) is
     // this revision's failure, said as such, not an internal error of tsko's.
     const failure = err instanceof TskoError ? err : new TskoError('DEPLOY', `cannot start revision ${failed.name}: ${(err as Error).message}`, { cause: err });
-    const serving = this.active?.revision.name;
+    const serving = this.active && !this.active.crashed ? this.active.revision.name : undefined;
     if (failure.code === 'DEPLOY' && serving !== undefined) {
       const hint = `${serving} keeps serving`;
       return new TskoError('DEPLOY', failure.message, { hint: failure.hint ? `${failure.hint}; ${hint}` : hint, detail: failure.detail, cause: failure.cause ?? err });
@@ -298,14 +318,29 @@ class LocalTargetImpl implements LocalTarget {
     this.retiring.set(revision, done);
   }
 
-  /** A serving revision that dies answers 502 until the next deploy; say so once. */
+  /**
+   * A serving revision that ends on its own is reported at once (revision.exit, phase serving),
+   * and the front port answers a 503 page naming the crash until the next deploy.
+   */
   private watchForCrash(revision: Revision, events: EventBus): void {
-    void revision.exited.then((exit) => {
-      if (this.active?.revision !== revision || this.closing) return;
-      const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-      this.proxy.markDown(revision.name, how);
-      events.emit({ type: 'log', level: 'warn', message: `revision ${revision.name} ${how}; the front port answers 502 until the next deploy` });
+    void revision.exited.then(async () => {
+      const active = this.active;
+      if (active?.revision !== revision || this.closing || !revision.exitedOnItsOwn) return;
+      active.crashed = true;
+      const exit = await this.reportExit(revision, 'serving', events);
+      // A deploy may have switched away from it while its last lines drained.
+      if (this.active === active) this.proxy.markDown(revision.name, exit);
     });
+  }
+
+  /** Emits revision.exit with its exit status and last lines, and returns what it emitted. */
+  private async reportExit(revision: Revision, phase: 'starting' | 'serving', events: EventBus): Promise<CrashReport> {
+    const lastLines = await revision.lastLines(EXIT_LINES);
+    const exit = revision.exitInfo;
+    // Redacted as the bus redacts the event: the page shows what the reporters show.
+    const report: CrashReport = { code: exit?.code ?? null, signal: exit?.signal ?? null, lastLines: lastLines.map(redact) };
+    events.emit({ type: 'revision.exit', revision: revision.name, phase, ...report });
+    return report;
   }
 
   close(): Promise<void> {

@@ -25,6 +25,11 @@ export interface RevisionOptions {
   /** Extra variables after the image's (the reserved PORT and K_* still win). */
   env?: Record<string, string>;
   events: EventBus;
+  /**
+   * A command the entrypoint is started through, when there is one (see findExitGuard): it makes
+   * the revision die with tsko even when tsko is killed with SIGKILL and cannot stop it.
+   */
+  guard?: readonly string[];
 }
 
 export interface ExitInfo {
@@ -58,6 +63,8 @@ export class Revision {
   private readonly streamsClosed: Promise<void>;
   private exit: ExitInfo | undefined;
   private stopping: Promise<void> | undefined;
+  /** tsko asked it to stop (stop() or killNow()): its exit is then not a crash. */
+  private stopAsked = false;
   /** When a stop in progress sends SIGKILL; `hurry` wakes it when that moves earlier. */
   private killAt = Number.POSITIVE_INFINITY;
   private hurry = new AbortController();
@@ -67,7 +74,8 @@ export class Revision {
     this.port = options.port;
     // detached: a new session and process group, whose id is the pid; killing -pid reaches the
     // revision's children too, and Ctrl-C in tsko's terminal does not hit it before tsko decides.
-    this.child = spawn(command.file, command.args, { cwd: command.cwd, env: command.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [file, ...args] = [...(options.guard ?? []), command.file, ...command.args] as [string, ...string[]];
+    this.child = spawn(file, args, { cwd: command.cwd, env: command.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     this.pid = this.child.pid;
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => resolve((this.exit = { code, signal })));
@@ -102,6 +110,17 @@ export class Revision {
     return this.exit;
   }
 
+  /** It has exited, and not because tsko stopped it: it crashed, or returned from main. */
+  get exitedOnItsOwn(): boolean {
+    return this.exit !== undefined && !this.stopAsked;
+  }
+
+  /** Its last `count` log lines once its pipes are drained (the last lines can trail the exit). */
+  async lastLines(count: number): Promise<string[]> {
+    await Promise.race([this.streamsClosed, delay(200)]);
+    return this.tail.slice(-count);
+  }
+
   /**
    * Resolves with the ms it took once the revision answers HTTP on its port (any status). Throws
    * a DEPLOY error when it exits first or stays silent past `timeoutMs`, ABORTED on `signal`.
@@ -134,6 +153,7 @@ export class Revision {
    * the same stop, made sooner if the new grace ends first (close() hurrying a retiring revision).
    */
   stop(graceMs: number): Promise<void> {
+    this.stopAsked = true;
     const killAt = performance.now() + graceMs;
     if (killAt < this.killAt) {
       this.killAt = killAt;
@@ -159,6 +179,7 @@ export class Revision {
 
   /** SIGKILL to the group, synchronously: for process exit, when nothing async runs any more. */
   killNow(): void {
+    this.stopAsked = true;
     if (this.pid !== undefined) this.signalGroup('SIGKILL');
   }
 

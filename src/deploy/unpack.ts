@@ -7,7 +7,7 @@
 // wrote: nothing to read or extract), else extracting it.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { chmod, copyFile, link, lstat, mkdir, readdir, rename } from 'node:fs/promises';
+import { chmod, copyFile, link, lstat, mkdir, readdir, rename, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { throwIfAborted } from '../abort.js';
 import { digestHex } from '../image/digest.js';
@@ -16,6 +16,12 @@ import type { Layer, LayerFile } from '../image/types.js';
 import { applyLayer, archivePath } from './layer-apply.js';
 import { TskoError } from '../errors.js';
 import { cloneTree, removeTree, type CloneMode } from './tree.js';
+
+/**
+ * A chain used within this long is kept by pruneChains even when this target no longer needs it:
+ * two `tsko dev` sessions of one service (on two ports) share the cache directory.
+ */
+const CHAIN_GRACE_MS = 10 * 60 * 1000;
 
 export interface UnpackOptions {
   /** Where extracted lower-layer chains are kept, one directory per chain ID. */
@@ -57,6 +63,9 @@ export async function unpackImage(layers: readonly Layer[], rootfs: string, opti
     chains = ids.slice(-2).reverse();
     await mkdir(options.cacheDir, { recursive: true });
     cachedLayers = await ensureChain(lower, ids, lower.length, options, clone, true);
+    // Marked as in use: another session's prune (same service, another port) leaves it alone.
+    const now = new Date();
+    await Promise.all(chains.map((id) => utimes(join(options.cacheDir, id), now, now).catch(() => undefined)));
     throwIfAborted(options.signal);
     await cloneTree(join(options.cacheDir, ids.at(-1) as string), rootfs, clone);
   }
@@ -111,10 +120,23 @@ export function chainIds(layers: readonly Layer[]): string[] {
   return ids;
 }
 
-/** Removes cached chains other than `keep`, and temp trees an interrupted build left behind. */
-export async function pruneChains(cacheDir: string, keep: ReadonlySet<string>): Promise<void> {
+/**
+ * Removes cached chains other than `keep`, and temp trees an interrupted build left behind, once
+ * nothing has used them for `graceMs` (another session of the same service may be using them).
+ */
+export async function pruneChains(cacheDir: string, keep: ReadonlySet<string>, graceMs = CHAIN_GRACE_MS): Promise<void> {
   const names = await readdir(cacheDir).catch(() => [] as string[]);
-  await Promise.all(names.filter((name) => !keep.has(name)).map((name) => removeTree(join(cacheDir, name))));
+  const before = Date.now() - graceMs;
+  await Promise.all(
+    names
+      .filter((name) => !keep.has(name))
+      .map(async (name) => {
+        const path = join(cacheDir, name);
+        // Used lately (or being built) by another tsko dev of the same service: not ours to remove.
+        const info = await lstat(path).catch(() => undefined);
+        if (info && info.mtimeMs < before) await removeTree(path);
+      }),
+  );
 }
 
 /**

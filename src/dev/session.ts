@@ -87,9 +87,17 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
   /** The reload running now, if any (they run one after another). */
   let reloading: Promise<void> = Promise.resolve();
 
+  // A serving revision that crashed serves nothing any more: the next build of the same program
+  // (the `r` key, or any save) is a deploy of a new revision, not "unchanged".
+  const stopCrashWatch = events.subscribe((event) => {
+    if (event.type !== 'revision.exit' || event.phase !== 'serving') return;
+    for (const { loop } of watched) if (loop.name === event.service) loop.forgetServing();
+  });
+
   const close = async () => {
     if (closed) return;
     closed = true;
+    stopCrashWatch();
     preflightAbort.abort(new TskoError('ABORTED', 'the session stopped'));
     if (reloadTimer) clearTimeout(reloadTimer);
     await reloading;

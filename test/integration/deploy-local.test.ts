@@ -706,14 +706,19 @@ describe('local target', { timeout: 240_000 }, () => {
     await waitFor('SIGKILL after the grace period', () => !alive(info.pid) && !alive(info.childPid), 3000);
   });
 
-  it('answers 502 when the serving revision dies, without crashing, and recovers on the next deploy', async (t) => {
+  it('answers a 503 page naming the crash when the serving revision dies, reports it once, and recovers on the next deploy', async (t) => {
     const h = await harness(t);
     await h.deploy(images.probe, 1, { service: 'probe' });
     assert.equal((await get(`${h.target.url}/exit`)).text, 'bye\n');
-    await waitFor('the proxy to notice', async () => (await get(h.target.url)).status === 502);
+    await waitFor('the proxy to notice', async () => (await get(h.target.url)).status === 503);
     const answer = await get(h.target.url);
-    assert.match(answer.text, /revision probe-00001/);
-    assert.ok(h.events.some((e) => e.type === 'log' && e.level === 'warn' && /probe-00001 exited with code 1/.test(e.message)));
+    assert.match(answer.text, /^tsko: revision probe-00001 crashed \(it exited with code 1\)\nSave a file or press r/);
+    const exits = h.events.filter((e) => e.type === 'revision.exit');
+    assert.equal(exits.length, 1, JSON.stringify(exits));
+    assert.deepEqual(
+      exits.map((e) => e.type === 'revision.exit' && [e.revision, e.phase, e.code, e.signal]),
+      [['probe-00001', 'serving', 1, null]],
+    );
     await h.deploy(images.v2, 2, { service: 'probe' });
     assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v2\n' });
     await waitFor('the dead revision\'s child to be stopped too', () => processesUnder(join(h.target.revisionsDir, 'probe-00001')).length === 0);

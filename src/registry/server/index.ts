@@ -136,6 +136,19 @@ export interface EnsureRegistryOptions {
   root: string;
   signal?: AbortSignal;
   onError?: (err: unknown) => void;
+  /**
+   * What to do when another tsko's registry already serves `addr`: `reuse` it (a one-shot command,
+   * which ends soon), or start this process's `own` on a free port of the same host, over the same
+   * storage (a `tsko dev` session, which must not stop pushing when the other process exits).
+   */
+  whenTaken?: 'reuse' | 'own';
+}
+
+export interface EnsuredRegistry extends RunningRegistry {
+  /** This process serves it. */
+  started: boolean;
+  /** Set when `addr` was another tsko's registry and this process serves its own instead. */
+  instead?: string;
 }
 
 type Probe = { kind: 'tsko' } | { kind: 'free' } | { kind: 'other'; what: string };
@@ -162,14 +175,17 @@ export async function probeRegistry(addr: string, signal?: AbortSignal): Promise
  * Use the tsko registry already serving on `addr`, or start one in this process. Something else
  * on the port is an error naming the address: tsko never pushes to a registry it can't recognise.
  */
-export async function ensureEmbeddedRegistry(options: EnsureRegistryOptions): Promise<RunningRegistry & { started: boolean }> {
+export async function ensureEmbeddedRegistry(options: EnsureRegistryOptions): Promise<EnsuredRegistry> {
   const { host, port } = parseListenAddress(options.addr);
   const address = formatAddress(host, port);
   // Two attempts: another tsko may win the race to bind between our probe and our listen.
   for (let attempt = 0; attempt < 2; attempt++) {
     const probe = await probeRegistry(options.addr, options.signal);
     if (probe.kind === 'tsko') {
-      return { address, url: `http://${address}`, root: options.root, started: false, close: async () => undefined };
+      if (options.whenTaken !== 'own') return { address, url: `http://${address}`, root: options.root, started: false, close: async () => undefined };
+      // Blobs and manifests are files written atomically, so two servers can share the root.
+      const own = await startRegistryServer({ addr: formatAddress(host, 0), root: options.root, ...(options.onError ? { onError: options.onError } : {}) });
+      return { ...own, started: true, instead: address };
     }
     if (probe.kind === 'other') {
       throw new TskoError('REGISTRY_SERVE', `something other than tsko's registry is listening on ${address} (${probe.what})`, {
