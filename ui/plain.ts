@@ -75,12 +75,6 @@ export function formatPlainEvent(event: TskoEvent, verbose = false): string | un
       return `session log: ${event.path}`;
     case 'revision.log':
       return `${prefix}${event.revision} | ${event.line}`;
-    case 'revision.exit': {
-      const how = event.signal ? `killed by ${event.signal}` : `exit ${event.code ?? '?'}`;
-      const what = event.phase === 'serving' ? 'crashed' : 'exited while starting';
-      const last = event.lastLines.slice(-3).join(' ⏎ ');
-      return `${event.service ?? event.revision}: ✗ ${what} (${how}) — ${last ? `last lines: ${last}` : 'no output'}`;
-    }
     case 'rollout':
       return `${prefix}${event.message}`;
     case 'error':
