@@ -47,6 +47,8 @@ export interface CloudRunTargetConfig {
   service?: string;
   /** Seconds to wait for a revision to get ready (default 300). */
   timeout?: number;
+  /** Grant roles/run.invoker to allUsers, as gcloud's --allow-unauthenticated (default false: a created service is private). */
+  allowUnauthenticated?: boolean;
 }
 
 /** Reserved for `tsko dev`; read by the dev loop. */

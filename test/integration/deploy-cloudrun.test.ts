@@ -1,8 +1,13 @@
-// The Cloud Run target (issue 6): the Admin API v2 fake is first held to the official
-// @google-cloud/run client (get, update as a long-running operation, a failing revision, :wait),
-// then `tsko deploy --target cloudrun` runs against it: the image is set to the pushed digest and
-// the revision waited for, --no-traffic --tag gives a tag URL, a failed revision leaves the
-// previous one serving, each token source is named, and every bad input prints its one line.
+// The Cloud Run target (issues 6 and 13): the Admin API v2 fake is first held to the official
+// @google-cloud/run client (get, create and update as long-running operations, a failing
+// revision, :wait, the service's IAM policy and testIamPermissions, locations, and the errors:
+// NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, SERVICE_DISABLED and CONSUMER_INVALID with their
+// ErrorInfo, UNAUTHENTICATED), then `tsko deploy --target cloudrun` runs against it: a missing
+// service is created (private, or public with --allow-unauthenticated, on the configured port),
+// the image is set to the pushed digest and the revision waited for, --no-traffic --tag gives a
+// tag URL, a failed revision is a `rollout.failed` event and leaves the previous one serving, the
+// preflight stops a doomed deploy before the build with one line, each token source is named,
+// and every bad input prints its one line.
 import assert from 'node:assert/strict';
 import { mkdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,9 +31,9 @@ describe('the Cloud Run Admin API fake, held to @google-cloud/run', () => {
   });
   after(() => fake.stop());
 
-  const client = () => {
+  const client = (token = 'tok-client') => {
     const authClient = new OAuth2Client();
-    authClient.setCredentials({ access_token: 'tok-client' });
+    authClient.setCredentials({ access_token: token });
     const port = Number(fake.host.split(':')[1]);
     return new runClient.v2.ServicesClient({ fallback: true, protocol: 'http', apiEndpoint: '127.0.0.1', port, authClient } as ConstructorParameters<typeof runClient.v2.ServicesClient>[0]);
   };
@@ -77,6 +82,76 @@ describe('the Cloud Run Admin API fake, held to @google-cloud/run', () => {
     // A stale etag is refused, and a missing service is NOT_FOUND (gRPC code 5) to the client.
     await assert.rejects(services.updateService({ service: { ...service, etag: '"stale"' }, updateMask: { paths: ['template'] } }), (err: { code?: number }) => err.code === 10);
     await assert.rejects(services.getService({ name: `projects/${PROJECT}/locations/${REGION}/services/none` }), (err: { code?: number }) => err.code === 5);
+  });
+
+  it('creates a service as a long-running operation; a second create is ALREADY_EXISTS, a bad id INVALID_ARGUMENT', async () => {
+    const services = client();
+    const parent = `projects/${PROJECT}/locations/${REGION}`;
+    const [operation] = await services.createService({ parent, serviceId: 'fresh', service: { template: { containers: [{ image: `example.com/fresh@${DIGEST}`, ports: [{ containerPort: 9090 }] }] } } });
+    const [created] = await operation.promise();
+    assert.equal(created.name, `${parent}/services/fresh`);
+    assert.equal(created.template?.containers?.[0]?.image, `example.com/fresh@${DIGEST}`);
+    assert.deepEqual(created.template?.containers?.[0]?.ports?.map((p) => ({ name: p.name, containerPort: p.containerPort })), [{ name: 'http1', containerPort: 9090 }]);
+    assert.match(created.latestReadyRevision ?? '', /\/revisions\/fresh-00001-[0-9a-f]{3}$/);
+    assert.equal(created.latestReadyRevision, created.latestCreatedRevision);
+    assert.equal(created.uri, 'https://fresh-x7fake-uc.a.run.app');
+    const post = fake.calls.find((c) => c.method === 'POST' && c.path === `/v2/${parent}/services`);
+    assert.equal(post?.query.serviceId, 'fresh');
+    assert.equal(JSON.parse(post?.body ?? '{}').name, undefined, 'the client sends the Service without its name');
+
+    await assert.rejects(services.createService({ parent, serviceId: 'fresh', service: { template: { containers: [{ image: 'example.com/x:1' }] } } }), (err: { code?: number }) => err.code === 6);
+    await assert.rejects(services.createService({ parent, serviceId: 'Bad_Name', service: { template: { containers: [{ image: 'example.com/x:1' }] } } }), (err: { code?: number }) => err.code === 3);
+    await assert.rejects(services.createService({ parent, serviceId: 'noimage', service: { template: { containers: [{}] } } }), (err: { code?: number }) => err.code === 3);
+  });
+
+  it("reads and sets the service's IAM policy with its etag, and answers testIamPermissions (also before the service exists)", async () => {
+    const services = client();
+    const resource = `projects/${PROJECT}/locations/${REGION}/services/fresh`;
+    const [policy] = await services.getIamPolicy({ resource });
+    assert.deepEqual(policy.bindings, []);
+    assert.ok(policy.etag && policy.etag.length > 0, 'an etag');
+    const [set] = await services.setIamPolicy({ resource, policy: { bindings: [{ role: 'roles/run.invoker', members: ['allUsers'] }], etag: policy.etag } });
+    assert.deepEqual(set.bindings?.map((b) => ({ role: b.role, members: b.members })), [{ role: 'roles/run.invoker', members: ['allUsers'] }]);
+    assert.deepEqual(fake.policy(PROJECT, REGION, 'fresh')?.bindings, [{ role: 'roles/run.invoker', members: ['allUsers'] }]);
+    // The old etag is stale now: ABORTED (10); a member IAM does not know: INVALID_ARGUMENT (3).
+    await assert.rejects(services.setIamPolicy({ resource, policy: { bindings: [], etag: policy.etag } }), (err: { code?: number }) => err.code === 10);
+    await assert.rejects(services.setIamPolicy({ resource, policy: { bindings: [{ role: 'roles/run.invoker', members: ['everyone'] }] } }), (err: { code?: number }) => err.code === 3);
+    fake.restrictPublicMembers = true;
+    try {
+      await assert.rejects(services.setIamPolicy({ resource, policy: { bindings: [{ role: 'roles/run.invoker', members: ['allUsers'] }] } }), (err: { code?: number; message?: string }) => err.code === 9 && /permitted customer/.test(err.message ?? ''));
+    } finally {
+      fake.restrictPublicMembers = false;
+    }
+    await assert.rejects(services.getIamPolicy({ resource: `projects/${PROJECT}/locations/${REGION}/services/none` }), (err: { code?: number }) => err.code === 5);
+
+    fake.tokens.set('tok-limited', 'limited@example.com');
+    fake.grants.set('limited@example.com', new Set(['run.services.get']));
+    const limited = client('tok-limited');
+    const [answer] = await limited.testIamPermissions({ resource: `projects/${PROJECT}/locations/${REGION}/services/not-yet`, permissions: ['run.services.get', 'run.services.create'] });
+    assert.deepEqual(answer.permissions, ['run.services.get']);
+    const [none] = await limited.testIamPermissions({ resource, permissions: ['run.services.setIamPolicy'] });
+    assert.deepEqual(none.permissions, []);
+    await assert.rejects(limited.createService({ parent: `projects/${PROJECT}/locations/${REGION}`, serviceId: 'denied', service: { template: { containers: [{ image: 'example.com/x:1' }] } } }), (err: { code?: number; message?: string }) => err.code === 7 && /run\.services\.create/.test(err.message ?? ''));
+  });
+
+  it('lists locations, and refuses a disabled API, a missing project and a bad token the way clients parse them', async () => {
+    const services = client();
+    const ids: string[] = [];
+    for await (const location of services.listLocationsAsync({ name: `projects/${PROJECT}` })) ids.push(location.locationId ?? '');
+    assert.ok(ids.includes(REGION) && ids.includes('europe-west1'), ids.join());
+    assert.ok(fake.calls.some((c) => c.method === 'GET' && c.path === `/v1/projects/${PROJECT}/locations`), 'the client lists v1 locations');
+
+    fake.disabledProjects.add('off-project');
+    fake.missingProjects.add('no-project');
+    await assert.rejects(services.getService({ name: 'projects/off-project/locations/us-central1/services/x' }), (err: { code?: number; reason?: string; domain?: string; errorInfoMetadata?: Record<string, string> }) => {
+      assert.equal(err.code, 7);
+      assert.equal(err.reason, 'SERVICE_DISABLED');
+      assert.equal(err.domain, 'googleapis.com');
+      assert.equal(err.errorInfoMetadata?.service, 'run.googleapis.com');
+      return true;
+    });
+    await assert.rejects(services.getService({ name: 'projects/no-project/locations/us-central1/services/x' }), (err: { code?: number; reason?: string }) => err.code === 7 && err.reason === 'CONSUMER_INVALID');
+    await assert.rejects(client('tok-unknown').getService({ name: `projects/${PROJECT}/locations/${REGION}/services/svc` }), (err: { code?: number }) => err.code === 16);
   });
 
   it('operations :wait returns once the operation is done', async () => {
