@@ -9,7 +9,7 @@
 // preflight stops a doomed deploy before the build with one line, each token source is named,
 // and every bad input prints its one line.
 import assert from 'node:assert/strict';
-import { mkdir, symlink } from 'node:fs/promises';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import runClient from '@google-cloud/run';
@@ -22,6 +22,26 @@ import { makeTempDir } from '../support/tmp.js';
 const PROJECT = 'fake-project';
 const REGION = 'us-central1';
 const DIGEST = `sha256:${'b'.repeat(64)}`;
+
+interface JsonEvent {
+  type: string;
+  [key: string]: unknown;
+  ok?: boolean;
+  reason?: string;
+  message?: string;
+  level?: string;
+  stage?: string;
+  result?: string;
+  url?: string;
+  revision?: string;
+  target?: string;
+  error?: { message: string; hint?: string };
+}
+
+/** `--json`'s stdout: one event per line. */
+function jsonEvents(stdout: string): JsonEvent[] {
+  return stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as JsonEvent);
+}
 
 describe('the Cloud Run Admin API fake, held to @google-cloud/run', () => {
   let fake: FakeCloudRun;
@@ -227,6 +247,33 @@ describe('tsko deploy --target cloudrun', () => {
       assert.match(errorLine(result.stderr), /^tsko: revision hello-\d{5}-[0-9a-f]{3} of Cloud Run service "hello" failed: Revision 'hello-\d{5}-[0-9a-f]{3}' is not ready and cannot serve traffic\. The user-provided container failed to start/);
       assert.match(result.stderr, new RegExp(`hint: ${serving.split('/').pop()} keeps serving`));
       assert.equal(fake.service(PROJECT, REGION, 'hello')?.latestReadyRevision, serving);
+
+      // As events: rollout.failed with Cloud Run's own reason and message, before the iteration's end.
+      await hello.setVersion('hello broken json');
+      const json = await deploy(['--json']);
+      assert.equal(json.code, 1);
+      const events = jsonEvents(json.stdout);
+      const failed = events.filter((e) => e.type === 'rollout.failed');
+      assert.equal(failed.length, 1, json.stdout);
+      assert.equal(failed[0]?.target, 'cloudrun');
+      assert.equal(failed[0]?.reason, 'REVISION_FAILED');
+      assert.match(failed[0]?.message ?? '', /^Revision 'hello-\d{5}-[0-9a-f]{3}' is not ready and cannot serve traffic\. The user-provided container failed to start and listen on the port defined provided by the PORT=8080 environment variable/);
+      assert.ok(events.indexOf(failed[0] as JsonEvent) < events.findIndex((e) => e.type === 'iteration.end'));
+    } finally {
+      fake.mode = 'ready';
+    }
+  });
+
+  it('a new service whose first revision fails: rollout.failed, and the hint says nothing serves yet', async () => {
+    fake.mode = 'fail';
+    try {
+      const result = await deploy(['--service', 'broken-new', '--port', '7070', '--json']);
+      assert.equal(result.code, 1);
+      const failed = jsonEvents(result.stdout).find((e) => e.type === 'rollout.failed');
+      assert.equal(failed?.reason, 'REVISION_FAILED');
+      assert.match(failed?.message ?? '', /PORT=7070 environment variable/);
+      const error = jsonEvents(result.stdout).find((e) => e.type === 'iteration.end')?.error;
+      assert.equal(error?.hint, 'no revision of broken-new serves yet; the next save rolls a new revision');
     } finally {
       fake.mode = 'ready';
     }
@@ -249,13 +296,170 @@ describe('tsko deploy --target cloudrun', () => {
     assert.match(env.stderr, /using an access token from CLOUDSDK_AUTH_ACCESS_TOKEN/);
   });
 
-  describe('bad input prints one line', () => {
-    it('a service that does not exist names it and where it looked', async () => {
-      const result = await deploy(['--service', 'nope']);
-      assert.equal(result.code, 1);
-      assert.equal(errorLine(result.stderr), `tsko: Cloud Run service "nope" not found in project ${PROJECT}, region ${REGION} (GET ${fake.url}/v2/projects/${PROJECT}/locations/${REGION}/services/nope)`);
+  describe('a service that does not exist is created, as gcloud run deploy does', () => {
+    it('private by default: the preflight says it will be created, the output says how to open it', async () => {
+      const result = await deploy(['--service', 'fresh', '--json']);
+      assert.equal(result.code, 0, result.stderr);
+      const events = jsonEvents(result.stdout);
+      const preflight = events.find((e) => e.type === 'preflight');
+      assert.equal(preflight?.ok, true);
+      assert.equal(preflight?.target, 'cloudrun');
+      assert.equal(preflight?.message, `service fresh does not exist in project ${PROJECT}, region ${REGION}: the first deploy creates it (private; --allow-unauthenticated makes it public)`);
+      // The preflight comes before the first build.
+      assert.ok(events.indexOf(preflight as JsonEvent) < events.findIndex((e) => e.type === 'stage.start' && e.stage === 'build'));
+
+      const post = fake.calls.find((c) => c.method === 'POST' && c.path === `/v2/projects/${PROJECT}/locations/${REGION}/services` && c.query.serviceId === 'fresh');
+      assert.ok(post, 'services.create with ?serviceId=fresh');
+      const body = JSON.parse(post?.body ?? '{}');
+      assert.match(body.template.containers[0].image, DIGEST_REF);
+      assert.deepEqual(body.template.containers[0].ports, [{ containerPort: 8080 }]);
+      const svc = fake.service(PROJECT, REGION, 'fresh');
+      assert.match(svc?.latestReadyRevision ?? '', /\/revisions\/fresh-00001-[0-9a-f]{3}$/);
+      const end = events.find((e) => e.type === 'iteration.end');
+      assert.equal(end?.result, 'deployed');
+      assert.equal(end?.url, 'https://fresh-x7fake-uc.a.run.app');
+      assert.match(end?.revision ?? '', /^fresh-00001-[0-9a-f]{3}$/);
+
+      // Private: no IAM call, and the warning names both ways to open it.
+      assert.equal(fake.policy(PROJECT, REGION, 'fresh')?.bindings, undefined);
+      assert.ok(!fake.calls.some((c) => c.path.endsWith(':setIamPolicy')), 'no setIamPolicy');
+      const warning = events.find((e) => e.type === 'log' && e.level === 'warn' && /created private/.test(e.message ?? ''));
+      assert.equal(warning?.message, `fresh was created private: only callers with roles/run.invoker reach it; to open it, deploy with --allow-unauthenticated, or run gcloud run services add-iam-policy-binding fresh --region=${REGION} --project=${PROJECT} --member=allUsers --role=roles/run.invoker`);
+
+      // The next deploy updates what was created.
+      await hello.setVersion('hello fresh 2');
+      const again = await deploy(['--service', 'fresh']);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(fake.service(PROJECT, REGION, 'fresh')?.latestReadyRevision ?? '', /\/revisions\/fresh-00002-/);
+      assert.equal(fake.calls.filter((c) => c.method === 'POST' && c.query.serviceId === 'fresh').length, 1);
     });
 
+    it('--allow-unauthenticated grants roles/run.invoker to allUsers; the container port comes from --port', async () => {
+      const result = await deploy(['--service', 'public', '--allow-unauthenticated', '--port', '9090']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, 'https://public-x7fake-uc.a.run.app\n');
+      assert.deepEqual(fake.service(PROJECT, REGION, 'public')?.template.containers[0].ports, [{ name: 'http1', containerPort: 9090 }]);
+      assert.deepEqual(fake.policy(PROJECT, REGION, 'public')?.bindings, [{ role: 'roles/run.invoker', members: ['allUsers'] }]);
+      const set = fake.calls.find((c) => c.path === `/v2/projects/${PROJECT}/locations/${REGION}/services/public:setIamPolicy`);
+      assert.equal(JSON.parse(set?.body ?? '{}').policy.etag, 'ACAB', 'read-modify-write with the etag it read');
+      assert.match(result.stderr, /public: granted roles\/run\.invoker to allUsers \(--allow-unauthenticated\)/);
+      assert.doesNotMatch(result.stderr, /created private/);
+
+      // Again on the existing service: the binding is there, so the policy is left alone.
+      const sets = fake.calls.filter((c) => c.path.endsWith('public:setIamPolicy')).length;
+      await hello.setVersion('hello public 2');
+      const again = await deploy(['--service', 'public', '--allow-unauthenticated']);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stderr, /public: already grants roles\/run\.invoker to allUsers/);
+      assert.equal(fake.calls.filter((c) => c.path.endsWith('public:setIamPolicy')).length, sets);
+    });
+
+    it('dev.cloudrun.allowUnauthenticated in the config does the same; an organization policy refusing allUsers is a warning, as in gcloud', async () => {
+      await writeFile(join(hello.dir, 'tsko.config.ts'), "export default { defaultBaseImage: 'builtin://static', dev: { cloudrun: { allowUnauthenticated: true } } };\n");
+      try {
+        fake.restrictPublicMembers = true;
+        // As gcloud: the deploy goes on, private, with a warning that says why and how to retry.
+        const refused = await deploy(['--service', 'restricted']);
+        assert.equal(refused.code, 0, refused.stderr);
+        assert.match(refused.stderr, new RegExp(`restricted: setting the IAM policy failed \\(FAILED_PRECONDITION: One or more users named in the policy do not belong to a permitted customer\\.\\); the service is not public: gcloud run services add-iam-policy-binding restricted --region=${REGION} --project=${PROJECT} --member=allUsers --role=roles/run\\.invoker`));
+        assert.equal(fake.policy(PROJECT, REGION, 'restricted')?.bindings, undefined);
+        fake.restrictPublicMembers = false;
+        await hello.setVersion('hello config public');
+        const result = await deploy(['--service', 'configured']);
+        assert.equal(result.code, 0, result.stderr);
+        assert.deepEqual(fake.policy(PROJECT, REGION, 'configured')?.bindings, [{ role: 'roles/run.invoker', members: ['allUsers'] }]);
+        // The flag's negation wins over the config.
+        await hello.setVersion('hello config private');
+        const flagged = await deploy(['--service', 'unopened', '--no-allow-unauthenticated']);
+        assert.equal(flagged.code, 0, flagged.stderr);
+        assert.equal(fake.policy(PROJECT, REGION, 'unopened')?.bindings, undefined);
+      } finally {
+        fake.restrictPublicMembers = false;
+        await writeFile(join(hello.dir, 'tsko.config.ts'), "export default { defaultBaseImage: 'builtin://static' };\n");
+      }
+    });
+
+    it('--no-traffic cannot create a service: the preflight says so before the build', async () => {
+      const result = await deploy(['--service', 'notyet', '--no-traffic', '--tag', 'x']);
+      assert.equal(result.code, 1);
+      assert.equal(errorLine(result.stderr), `tsko: Cloud Run service "notyet" does not exist in project ${PROJECT}, region ${REGION}, and --no-traffic cannot create it (its first revision takes all traffic)`);
+      assert.equal(fake.service(PROJECT, REGION, 'notyet'), undefined);
+    });
+  });
+
+  describe('the preflight stops a deploy that cannot succeed before anything is built, in one line', () => {
+    /** Runs a deploy expected to fail its preflight: returns the error line, the hint and the preflight event. */
+    const refused = async (args: string[], env: Record<string, string | undefined> = {}) => {
+      const writes = () => fake.calls.filter((c) => c.method !== 'GET' && !c.path.endsWith(':testIamPermissions')).length;
+      const before = writes();
+      const result = await deploy([...args, '--json'], env);
+      assert.equal(result.code, 1, result.stderr);
+      const events = jsonEvents(result.stdout);
+      assert.ok(!events.some((e) => e.type === 'stage.start'), `nothing built: ${result.stdout}`);
+      assert.equal(writes(), before, 'nothing changed');
+      const preflight = events.find((e) => e.type === 'preflight');
+      assert.equal(preflight?.ok, false);
+      assert.doesNotMatch(result.stdout + result.stderr, /tok-/);
+      const line = errorLine(result.stderr).replace(/^tsko: /, '');
+      // The event says the same as the one line.
+      assert.equal(preflight?.message, line);
+      return { line, hint: /^hint: (.*)$/m.exec(result.stderr)?.[1], reason: preflight?.reason, message: preflight?.message };
+    };
+
+    it('the Cloud Run Admin API is not enabled', async () => {
+      fake.disabledProjects.add('off-project');
+      const got = await refused(['--project', 'off-project']);
+      assert.deepEqual(got, {
+        line: 'Cloud Run Admin API is not enabled in project off-project',
+        hint: 'gcloud services enable run.googleapis.com --project off-project',
+        reason: 'SERVICE_DISABLED',
+        message: 'Cloud Run Admin API is not enabled in project off-project',
+      });
+    });
+
+    it('the project does not exist', async () => {
+      fake.missingProjects.add('no-such-project');
+      const got = await refused(['--project', 'no-such-project']);
+      assert.equal(got.line, 'project no-such-project does not exist, or the caller may not use it: Permission denied on resource project no-such-project.');
+      assert.equal(got.reason, 'CONSUMER_INVALID');
+    });
+
+    it('the region is not one Cloud Run lists', async () => {
+      const got = await refused(['--region', 'us-nowhere1']);
+      assert.equal(got.line, `"us-nowhere1" is not a Cloud Run region of project ${PROJECT}`);
+      assert.equal(got.hint, 'pass --region with one of: us-central1, us-east1, us-west1 (gcloud run regions list)');
+      assert.equal(got.reason, 'LOCATION_NOT_FOUND');
+    });
+
+    it('the credentials are refused: how to log in', async () => {
+      const got = await refused([], { CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-revoked' });
+      assert.match(got.line ?? '', /^Cloud Run rejected the access token of the caller \(token from gcloud\) even after a refresh: Request had invalid authentication credentials/);
+      assert.equal(got.hint, 'log in again: gcloud auth login (or gcloud auth application-default login)');
+      assert.equal(got.reason, 'UNAUTHENTICATED');
+    });
+
+    it('the caller may read but not update the service: names the missing permission', async () => {
+      fake.tokens.set('tok-reader', 'reader@example.com');
+      fake.grants.set('reader@example.com', new Set(['run.locations.list', 'run.services.get']));
+      const got = await refused([], { CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-reader' });
+      assert.equal(got.line, `the caller (token from gcloud) lacks run.services.update on Cloud Run service "hello" in project ${PROJECT}, region ${REGION}`);
+      assert.equal(got.reason, 'PERMISSION_DENIED');
+      assert.match(got.hint ?? '', /roles\/run\.developer/);
+    });
+
+    it('the caller may update but not create: names run.services.create for a missing service', async () => {
+      fake.tokens.set('tok-updater', 'updater@example.com');
+      fake.grants.set('updater@example.com', new Set(['run.locations.list', 'run.services.get', 'run.services.update']));
+      const got = await refused(['--service', 'brand-new'], { CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-updater' });
+      assert.equal(got.line, `the caller (token from gcloud) lacks run.services.create on Cloud Run service "brand-new" in project ${PROJECT}, region ${REGION} (needed to create it)`);
+      // --allow-unauthenticated needs the IAM policy permissions too (roles/run.admin).
+      const open = await refused(['--allow-unauthenticated'], { CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-updater' });
+      assert.equal(open.line, `the caller (token from gcloud) lacks run.services.getIamPolicy, run.services.setIamPolicy on Cloud Run service "hello" in project ${PROJECT}, region ${REGION}`);
+      assert.match(open.hint ?? '', /roles\/run\.admin/);
+    });
+  });
+
+  describe('bad input prints one line', () => {
     it('403 names the identity and the permission', async () => {
       const result = await deploy([], { CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-viewer' });
       assert.equal(result.code, 1);
