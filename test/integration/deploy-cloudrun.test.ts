@@ -10,13 +10,16 @@
 // and every bad input prints its one line.
 import assert from 'node:assert/strict';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import runClient from '@google-cloud/run';
 import { OAuth2Client } from 'google-auth-library';
 import { request } from 'undici';
 import { METADATA_EMAIL, startFakeCloudRun, type FakeCloudRun } from '../support/fake-cloudrun.js';
 import { DIGEST_REF, errorLine, helloCopy, type HelloCopy } from '../support/deploy-fixture.js';
+import { startDev } from '../support/dev-process.js';
 import { makeTempDir } from '../support/tmp.js';
 
 const PROJECT = 'fake-project';
@@ -445,6 +448,22 @@ describe('tsko deploy --target cloudrun', () => {
       assert.equal(got.line, `the caller (token from gcloud) lacks run.services.update on Cloud Run service "hello" in project ${PROJECT}, region ${REGION}`);
       assert.equal(got.reason, 'PERMISSION_DENIED');
       assert.match(got.hint ?? '', /roles\/run\.developer/);
+    });
+
+    it('tsko dev: the same preflight ends the session before its first build', async () => {
+      fake.disabledProjects.add('off-project');
+      const dev = startDev([...base, '--project', 'off-project'], { cwd: hello.dir, env: { ...hello.env, CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN: fake.url, CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-dev' } });
+      try {
+        // Bounded without holding the test process open once the child is gone.
+        const code = await Promise.race([once(dev.child, 'exit').then(([exitCode]) => exitCode as number | null), delay(60_000, 'timeout', { ref: false })]);
+        assert.equal(code, 1, dev.stderr());
+      } finally {
+        if (dev.child.exitCode === null) dev.child.kill('SIGKILL');
+      }
+      assert.equal(errorLine(dev.stderr()), 'tsko: Cloud Run Admin API is not enabled in project off-project');
+      const preflight = dev.events.find((e) => e.type === 'preflight');
+      assert.equal(preflight?.type === 'preflight' && preflight.reason, 'SERVICE_DISABLED');
+      assert.ok(!dev.events.some((e) => e.type === 'stage.start'), 'nothing built');
     });
 
     it('the caller may update but not create: names run.services.create for a missing service', async () => {
