@@ -8,6 +8,7 @@ import { TskoError } from '../errors.js';
 import type { EventBus } from '../events.js';
 import { CloudRunApi, CloudRunApiError, isCloudRunApiError, servicePath, type RunService } from './cloudrun-api.js';
 import { checkServiceId } from './cloudrun-create.js';
+import { NoCredentialsError } from './gcp-token.js';
 
 export interface PreflightSettings {
   project: string;
@@ -51,6 +52,7 @@ export async function cloudRunPreflight(api: CloudRunApi, settings: PreflightSet
 
 function reasonOf(err: TskoError): string {
   if (err instanceof PreflightError) return err.reason;
+  if (err instanceof NoCredentialsError) return 'NO_CREDENTIALS';
   if (err instanceof CloudRunApiError) return err.reason ?? err.rpcStatus ?? `HTTP ${err.status}`;
   return err.code;
 }

@@ -117,12 +117,14 @@ async function deploy(options: CloudRunTargetOptions, apiBase: string, req: Depl
   const where = `project ${options.project}, region ${options.region}`;
   req.events.emit({ type: 'rollout', target: 'cloudrun', message: created ? `service ${service} created in ${where} with ${req.reference}` : `service ${service}: new revision with ${req.reference}` });
   if (options.allowUnauthenticated && !state.madePublic) {
-    state.madePublic = true;
     try {
       const changed = await allowUnauthenticated(api, options.project, options.region, service);
+      state.madePublic = true;
       req.events.emit({ type: 'log', level: 'info', message: `${service}: ${changed ? 'granted' : 'already grants'} roles/run.invoker to allUsers (--allow-unauthenticated)` });
     } catch (err) {
       if (isAbortError(err) || !isCloudRunApiError(err)) throw err;
+      // Refused, not interrupted: warn once a session, as the next save would be refused the same way.
+      state.madePublic = true;
       // As gcloud: the revision rolls on; the service stays as private as it was, and the warning says how to retry.
       req.events.emit({
         type: 'log',

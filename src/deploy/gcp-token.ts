@@ -34,6 +34,13 @@ export interface TokenSource {
   identity(): Promise<string | undefined>;
 }
 
+/** No source had a token: the preflight reports it as NO_CREDENTIALS. */
+export class NoCredentialsError extends TskoError {
+  constructor(message: string) {
+    super('CLOUDRUN', message, { hint: 'run `gcloud auth application-default login` (or `gcloud auth login`), or set CLOUDSDK_AUTH_ACCESS_TOKEN' });
+  }
+}
+
 const SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 /** gcloud's tokens live an hour; ask again well before. */
 const GCLOUD_TOKEN_TTL_MS = 30 * 60_000;
@@ -94,12 +101,11 @@ export function createTokenSource(options: GcpTokenOptions): TokenSource {
           return cached.token;
         } catch (err) {
           throwIfAborted(signal);
-          failures.push(`${source}: ${firstLine(err)}`);
+          // Not `NAME: not set`: the redaction would take "not" for the token's value.
+          failures.push(source === 'CLOUDSDK_AUTH_ACCESS_TOKEN' ? `${source} is not set` : `${source}: ${firstLine(err)}`);
         }
       }
-      throw new TskoError('CLOUDRUN', `no Google access token (${failures.join('; ')})`, {
-        hint: 'run `gcloud auth application-default login` (or `gcloud auth login`), or set CLOUDSDK_AUTH_ACCESS_TOKEN',
-      });
+      throw new NoCredentialsError(`no Google access token (${failures.join('; ')})`);
     },
     refresh() {
       cached = undefined;

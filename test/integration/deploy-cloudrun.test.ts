@@ -439,6 +439,12 @@ describe('tsko deploy --target cloudrun', () => {
       assert.match(got.line ?? '', /^Cloud Run rejected the access token of the caller \(token from gcloud\) even after a refresh: Request had invalid authentication credentials/);
       assert.equal(got.hint, 'log in again: gcloud auth login (or gcloud auth application-default login)');
       assert.equal(got.reason, 'UNAUTHENTICATED');
+
+      // No credentials anywhere (no ADC, gcloud logged out, no CLOUDSDK_AUTH_ACCESS_TOKEN): how to log in, before the build.
+      const none = await refused([], { CLOUDSDK_AUTH_ACCESS_TOKEN: undefined });
+      assert.match(none.line ?? '', /^no Google access token \(application default credentials: .+; gcloud: .+; CLOUDSDK_AUTH_ACCESS_TOKEN is not set\)$/);
+      assert.equal(none.hint, 'run `gcloud auth application-default login` (or `gcloud auth login`), or set CLOUDSDK_AUTH_ACCESS_TOKEN');
+      assert.equal(none.reason, 'NO_CREDENTIALS');
     });
 
     it('the caller may read but not update the service: names the missing permission', async () => {
