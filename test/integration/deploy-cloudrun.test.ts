@@ -125,6 +125,12 @@ describe('the Cloud Run Admin API fake, held to @google-cloud/run', () => {
     await assert.rejects(services.createService({ parent, serviceId: 'fresh', service: { template: { containers: [{ image: 'example.com/x:1' }] } } }), (err: { code?: number }) => err.code === 6);
     await assert.rejects(services.createService({ parent, serviceId: 'Bad_Name', service: { template: { containers: [{ image: 'example.com/x:1' }] } } }), (err: { code?: number }) => err.code === 3);
     await assert.rejects(services.createService({ parent, serviceId: 'noimage', service: { template: { containers: [{}] } } }), (err: { code?: number }) => err.code === 3);
+    // Traffic may name only a revision that exists or the one being created.
+    const ghost = { type: runClient.protos.google.cloud.run.v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION, revision: 'ghost-00001-abc', percent: 100 };
+    await assert.rejects(services.createService({ parent, serviceId: 'ghost', service: { template: { containers: [{ image: 'example.com/x:1' }] }, traffic: [ghost] } }), (err: { code?: number; message?: string }) => err.code === 3 && /ghost-00001-abc/.test(err.message ?? ''));
+    const [tagged] = await services.createService({ parent, serviceId: 'tagged', service: { template: { revision: 'tagged-first', containers: [{ image: 'example.com/x:1' }] }, traffic: [{ ...ghost, revision: 'tagged-first', percent: 0, tag: 'one' }, { type: 1, percent: 100 }] } });
+    const [withTag] = await tagged.promise();
+    assert.equal(withTag.trafficStatuses?.find((t) => t.tag === 'one')?.uri, 'https://one---tagged-x7fake-uc.a.run.app');
   });
 
   it("reads and sets the service's IAM policy with its etag, and answers testIamPermissions (also before the service exists)", async () => {
@@ -380,6 +386,19 @@ describe('tsko deploy --target cloudrun', () => {
         fake.restrictPublicMembers = false;
         await writeFile(join(hello.dir, 'tsko.config.ts'), "export default { defaultBaseImage: 'builtin://static' };\n");
       }
+    });
+
+    it('--tag on a new service names its first revision and tags it; all traffic goes to the latest', async () => {
+      const result = await deploy(['--service', 'tagged-new', '--tag', 'first']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, 'https://first---tagged-new-x7fake-uc.a.run.app\n');
+      const body = JSON.parse(fake.calls.find((c) => c.method === 'POST' && c.query.serviceId === 'tagged-new')?.body ?? '{}');
+      assert.match(body.template.revision, /^tagged-new-tsko-[0-9a-z]+$/);
+      assert.deepEqual(body.traffic, [
+        { type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST', percent: 100 },
+        { type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION', revision: body.template.revision, percent: 0, tag: 'first' },
+      ]);
+      assert.equal(fake.service(PROJECT, REGION, 'tagged-new')?.latestReadyRevision.split('/').pop(), body.template.revision);
     });
 
     it('--no-traffic cannot create a service: the preflight says so before the build', async () => {

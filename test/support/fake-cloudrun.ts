@@ -130,6 +130,9 @@ export async function startFakeCloudRun(options: { stepMs?: number } = {}): Prom
   const denied = (res: ServerResponse, permission: string, resource: string) =>
     fail(res, 403, 'PERMISSION_DENIED', `Permission '${permission}' denied on resource '${resource}' (or resource may not exist).`);
   const policyEtag = () => randomBytes(8).toString('base64');
+  /** A traffic target naming a revision that neither exists nor is the one being created is refused. */
+  const unknownRevision = (traffic: Obj[] | undefined, creating: string) =>
+    (traffic ?? []).find((t) => trafficType(t.type) === TRAFFIC_TYPES[2] && t.revision !== creating && !revisions.has(t.revision as string))?.revision as string | undefined;
   const etag = () => `"${randomBytes(6).toString('hex')}"`;
   const short = (name: string) => name.split('/').pop() as string;
   const trafficType = (t: unknown) => (typeof t === 'number' ? TRAFFIC_TYPES[t] : t) ?? TRAFFIC_TYPES[1];
@@ -220,6 +223,10 @@ export async function startFakeCloudRun(options: { stepMs?: number } = {}): Prom
     if (fields.includes('template') && wanted && revisions.has(wanted)) {
       return fail(res, 409, 'ALREADY_EXISTS', `Revision named '${wanted}' with different configuration already exists.`);
     }
+    if (fields.includes('traffic')) {
+      const unknown = unknownRevision(body.traffic as Obj[] | undefined, wanted);
+      if (unknown !== undefined) return fail(res, 400, 'INVALID_ARGUMENT', `Revision named '${unknown}' does not exist.`);
+    }
     const generation = Number(svc.generation) + 1;
     for (const field of fields) if (body[field] !== undefined) svc[field] = structuredClone(body[field]);
     svc.traffic = (svc.traffic as Obj[]).map((t) => ({ ...t, type: trafficType(t.type) }));
@@ -280,6 +287,8 @@ export async function startFakeCloudRun(options: { stepMs?: number } = {}): Prom
     if (missing >= 0) return fail(res, 400, 'INVALID_ARGUMENT', `service.template.containers[${missing}].image: Required field is missing.`);
     const wanted = (body.template?.revision as string | undefined) || '';
     if (wanted && !wanted.startsWith(`${serviceId}-`)) return fail(res, 400, 'INVALID_ARGUMENT', `service.template.revision: must be prefixed with '${serviceId}-'.`);
+    const unknown = unknownRevision(body.traffic as Obj[] | undefined, wanted);
+    if (unknown !== undefined) return fail(res, 400, 'INVALID_ARGUMENT', `Revision named '${unknown}' does not exist.`);
     const now = new Date().toISOString();
     const svc: Obj = {
       ...structuredClone(body),
