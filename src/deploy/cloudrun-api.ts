@@ -137,11 +137,16 @@ export class CloudRunApi {
       }
       if (status === 401 && attempt === 1) {
         // An expired token: ask its source for a fresh one, once.
-        this.context.tokens.refresh();
+        this.context.tokens.refresh(token.token);
         continue;
       }
       throw await this.error(status, text, method, path, token.source);
     }
+  }
+
+  /** Gets (and caches) a token now, so calls made together afterwards share it. */
+  async token(): Promise<void> {
+    await this.context.tokens.get(this.signal);
   }
 
   /** Who the token speaks for, and where it came from, for messages (never the token). */

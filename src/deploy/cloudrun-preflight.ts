@@ -68,35 +68,39 @@ class PreflightError extends TskoError {
 async function check(api: CloudRunApi, settings: PreflightSettings): Promise<PreflightFinding> {
   const { project, region, service } = settings;
   checkServiceId(service);
-  await checkRegion(api, project, region);
-
+  // One token lookup first (ADC, gcloud), then the three questions at once: one round trip, not three.
+  await api.token();
   const path = servicePath(project, region, service);
-  let exists: boolean;
-  try {
-    await api.call<RunService>('GET', path);
-    exists = true;
-  } catch (err) {
-    if (!isCloudRunApiError(err, 404)) throw err;
-    exists = false;
-  }
+  const iam = settings.allowUnauthenticated ? ['run.services.getIamPolicy', 'run.services.setIamPolicy'] : [];
+  const [located, found, tested] = await Promise.allSettled([
+    checkRegion(api, project, region),
+    api.call<RunService>('GET', path).then(
+      () => true,
+      (err: unknown) => {
+        if (isCloudRunApiError(err, 404)) return false;
+        throw err;
+      },
+    ),
+    api.call<{ permissions?: string[] }>('POST', `${path}:testIamPermissions`, {}, { permissions: ['run.services.get', 'run.services.update', 'run.services.create', ...iam] }),
+  ]);
+  // The answers in the order a user fixes them: project and API, region, the service, permissions.
+  if (located.status === 'rejected') throw located.reason;
+  if (found.status === 'rejected') throw found.reason;
+  const exists = found.value;
   if (!exists && settings.noTraffic) {
     throw new PreflightError('NOT_FOUND', `Cloud Run service "${service}" does not exist in project ${project}, region ${region}, and --no-traffic cannot create it (its first revision takes all traffic)`, 'deploy once without --no-traffic');
   }
-
-  const needed = exists ? ['run.services.get', 'run.services.update'] : ['run.services.create'];
-  if (settings.allowUnauthenticated) needed.push('run.services.getIamPolicy', 'run.services.setIamPolicy');
-  let granted: string[];
-  try {
-    granted = (await api.call<{ permissions?: string[] }>('POST', `${path}:testIamPermissions`, {}, { permissions: needed })).permissions ?? [];
-  } catch (err) {
+  if (tested.status === 'rejected') {
     // A permission the resource type cannot test (400) proves nothing either way: the deploy will say.
-    if (isCloudRunApiError(err, 400)) return { exists };
-    throw err;
+    if (isCloudRunApiError(tested.reason, 400)) return { exists };
+    throw tested.reason;
   }
+  const granted = tested.value.permissions ?? [];
+  const needed = [...(exists ? ['run.services.get', 'run.services.update'] : ['run.services.create']), ...iam];
   const missing = needed.filter((p) => !granted.includes(p));
   if (missing.length > 0) {
     const identity = await api.identity();
-    const role = settings.allowUnauthenticated && missing.some((p) => p.endsWith('IamPolicy')) ? 'roles/run.admin' : 'roles/run.developer';
+    const role = missing.some((p) => p.endsWith('IamPolicy')) ? 'roles/run.admin' : 'roles/run.developer';
     throw new PreflightError(
       'PERMISSION_DENIED',
       `${identity} lacks ${missing.join(', ')} on Cloud Run service "${service}" in project ${project}, region ${region}${exists ? '' : ' (needed to create it)'}`,
