@@ -16,7 +16,7 @@ import type { TokenSource } from './gcp-token.js';
 import { assertRegistryReachable } from './loopback.js';
 import type { DeployRequest, DeployResult, Rollout, Target } from './target.js';
 
-export { DEFAULT_RUN_API, CloudRunApiError, type RunCondition, type RunService, type TrafficTarget } from './cloudrun-api.js';
+export { DEFAULT_RUN_API } from './cloudrun-api.js';
 
 export interface CloudRunTargetOptions {
   project: string;

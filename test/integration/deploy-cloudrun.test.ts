@@ -273,6 +273,21 @@ describe('tsko deploy --target cloudrun', () => {
     }
   });
 
+  it('a failed revision is reported the moment the service says so, not when the Operation ends (or the timeout)', async () => {
+    fake.mode = 'fail-pending';
+    await hello.setVersion('hello failed early');
+    try {
+      // The Operation never ends in this mode: only the service's condition can end the wait before the 120 s timeout.
+      const result = await deploy(['--json', '--timeout', '120']);
+      assert.equal(result.code, 1);
+      const failed = jsonEvents(result.stdout).find((e) => e.type === 'rollout.failed');
+      assert.equal(failed?.reason, 'REVISION_FAILED');
+      assert.match(errorLine(result.stderr), /^tsko: revision hello-\d{5}-[0-9a-f]{3} of Cloud Run service "hello" failed: Revision 'hello-\d{5}-[0-9a-f]{3}' is not ready/);
+    } finally {
+      fake.mode = 'ready';
+    }
+  });
+
   it('a new service whose first revision fails: rollout.failed, and the hint says nothing serves yet', async () => {
     fake.mode = 'fail';
     try {

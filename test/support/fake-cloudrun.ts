@@ -12,7 +12,12 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
-export type RevisionMode = 'ready' | 'fail' | 'hang';
+/**
+ * ready: the revision serves one step later; fail: it fails and the Operation ends with its error;
+ * fail-pending: the service reports the failed revision but the Operation does not end (a
+ * reconciliation still running elsewhere); hang: nothing ever happens.
+ */
+export type RevisionMode = 'ready' | 'fail' | 'fail-pending' | 'hang';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -265,7 +270,8 @@ export async function startFakeCloudRun(options: { stepMs?: number } = {}): Prom
           const message = `Revision '${revisionName}' is not ready and cannot serve traffic. The user-provided container failed to start and listen on the port defined provided by the PORT=${port} environment variable within the allocated timeout.`;
           svc.terminalCondition = { type: 'Ready', state: 'CONDITION_FAILED', reason: 'REVISION_FAILED', message };
           svc.conditions = [{ type: 'ConfigurationsReady', state: 'CONDITION_FAILED', message }, { type: 'RoutesReady', state: 'CONDITION_FAILED', message }];
-          Object.assign(operation, { done: true, metadata: { '@type': SERVICE_TYPE, ...structuredClone(svc) }, error: { code: 9, message } });
+          if (mode === 'fail-pending') operation.metadata = { '@type': SERVICE_TYPE, ...structuredClone(svc) };
+          else Object.assign(operation, { done: true, metadata: { '@type': SERVICE_TYPE, ...structuredClone(svc) }, error: { code: 9, message } });
         }
       });
     }
