@@ -2,17 +2,19 @@
 // @google-cloud/run client (get, create and update as long-running operations, a failing
 // revision, :wait, the service's IAM policy and testIamPermissions, locations, and the errors:
 // NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, SERVICE_DISABLED and CONSUMER_INVALID with their
-// ErrorInfo, UNAUTHENTICATED), then `tsko deploy --target cloudrun` runs against it: a missing
-// service is created (private, or public with --allow-unauthenticated, on the configured port),
-// the image is set to the pushed digest and the revision waited for, --no-traffic --tag gives a
-// tag URL, a failed revision is a `rollout.failed` event and leaves the previous one serving, the
-// preflight stops a doomed deploy before the build with one line, each token source is named,
-// and every bad input prints its one line.
+// ErrorInfo, UNAUTHENTICATED) and, for the v1 locations list, to gcloud. Then `tsko deploy
+// --target cloudrun` runs against it: a missing service is created (private, or public with
+// --allow-unauthenticated, on the configured port), the image is set to the pushed digest and the
+// revision waited for, --no-traffic --tag gives a tag URL, a failed revision is a `rollout.failed`
+// event and leaves the previous one serving, the preflight stops a doomed deploy before the build
+// with one line, each token source is named, and every bad input prints its one line.
 import assert from 'node:assert/strict';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import runClient from '@google-cloud/run';
 import { OAuth2Client } from 'google-auth-library';
@@ -46,7 +48,7 @@ function jsonEvents(stdout: string): JsonEvent[] {
   return stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as JsonEvent);
 }
 
-describe('the Cloud Run Admin API fake, held to @google-cloud/run', () => {
+describe('the Cloud Run Admin API fake, held to @google-cloud/run (and to gcloud for locations)', () => {
   let fake: FakeCloudRun;
   before(async () => {
     fake = await startFakeCloudRun({ stepMs: 100 });
@@ -181,6 +183,51 @@ describe('the Cloud Run Admin API fake, held to @google-cloud/run', () => {
     });
     await assert.rejects(services.getService({ name: 'projects/no-project/locations/us-central1/services/x' }), (err: { code?: number; reason?: string }) => err.code === 7 && err.reason === 'CONSUMER_INVALID');
     await assert.rejects(client('tok-unknown').getService({ name: `projects/${PROJECT}/locations/${REGION}/services/svc` }), (err: { code?: number }) => err.code === 16);
+  });
+
+  it('gcloud run regions list reads the same v1 locations, and shows a disabled API as SERVICE_DISABLED', async () => {
+    // gcloud through the fake as an HTTP proxy (an endpoint override on 127.0.0.1 would become a regional host name).
+    const port = fake.host.split(':')[1] as string;
+    fake.tokens.set('tok-gcloud', 'gcloud@example.com');
+    const gcloud = async (project: string) => {
+      try {
+        const { stdout } = await promisify(execFile)('gcloud', ['run', 'regions', 'list', '--format=value(locationId)'], {
+          env: {
+            PATH: process.env.PATH ?? '',
+            HOME: await makeTempDir('gcloud-home'),
+            CLOUDSDK_CONFIG: await makeTempDir('gcloud-config'),
+            CLOUDSDK_CORE_DISABLE_USAGE_REPORTING: 'true',
+            CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK: 'true',
+            CLOUDSDK_CORE_SHOULD_PROMPT_TO_ENABLE_API: 'false',
+            CLOUDSDK_CORE_CHECK_GCE_METADATA: 'false',
+            CLOUDSDK_SURVEY_DISABLE_PROMPTS: 'true',
+            CLOUDSDK_METRICS_ENVIRONMENT: 'tsko-test',
+            GCE_METADATA_ROOT: fake.host,
+            CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-gcloud',
+            CLOUDSDK_CORE_PROJECT: project,
+            CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN: 'http://run.fake.test/',
+            CLOUDSDK_PROXY_TYPE: 'http',
+            CLOUDSDK_PROXY_ADDRESS: '127.0.0.1',
+            CLOUDSDK_PROXY_PORT: port,
+          },
+          timeout: 60_000,
+        });
+        return { code: 0, stdout, stderr: '' };
+      } catch (err) {
+        const failed = err as { code?: number; stdout?: string; stderr?: string };
+        return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
+      }
+    };
+    const listed = await gcloud(PROJECT);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.deepEqual(listed.stdout.trim().split('\n'), fake.regions);
+    assert.ok(fake.calls.some((c) => c.user === 'gcloud@example.com' && c.path === `/v1/projects/${PROJECT}/locations`));
+
+    fake.disabledProjects.add('gcloud-off');
+    const disabled = await gcloud('gcloud-off');
+    assert.equal(disabled.code, 1);
+    assert.match(disabled.stderr, /Cloud Run Admin API has not been used in project \d+ before or it is disabled/);
+    assert.match(disabled.stderr, /reason: SERVICE_DISABLED/);
   });
 
   it('operations :wait returns once the operation is done', async () => {
