@@ -19,7 +19,7 @@ export interface BuildConfig {
 export interface DevServiceConfig {
   /** Import path or ./dir of the main package. */
   path: string;
-  /** Front port of the local target for this service. */
+  /** Front port of the local target for this service; with Cloud Run, the container port of a service tsko creates. */
   port?: number;
 }
 

@@ -610,6 +610,17 @@ describe('tsko deploy --target cloudrun', () => {
       }
     });
 
+    it('dev.cloudrun.allowUnauthenticated must be true or false', async () => {
+      await writeFile(join(hello.dir, 'tsko.config.ts'), "export default { defaultBaseImage: 'builtin://static', dev: { cloudrun: { allowUnauthenticated: 'yes' } } };\n");
+      try {
+        const result = await deploy([]);
+        assert.equal(result.code, 1);
+        assert.match(errorLine(result.stderr), /^tsko: .*tsko\.config\.ts: dev\.cloudrun\.allowUnauthenticated must be true or false$/);
+      } finally {
+        await writeFile(join(hello.dir, 'tsko.config.ts'), "export default { defaultBaseImage: 'builtin://static' };\n");
+      }
+    });
+
     it('missing project or region are usage errors', async () => {
       const result = await hello.deploy(['--target', 'cloudrun', '--region', REGION], { CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-dev' });
       assert.equal(errorLine(result.stderr), 'tsko: --target cloudrun needs a project: pass --project (or set dev.cloudrun.project, or CLOUDSDK_CORE_PROJECT)');
