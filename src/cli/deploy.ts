@@ -11,7 +11,7 @@ export function registerDeployCommand(program: Command): void {
     .command('deploy')
     .description('build, push and deploy once; exits 0 when the new revision serves')
     .argument('[importpath]', 'import path or ./dir of a main package', '.');
-  addLoopFlags(command, 'local: front port (default 8080)').addOption(
+  addLoopFlags(command, 'local: front port; cloudrun: container port of a service tsko creates (default 8080)').addOption(
     new Option('--target <target>', "where it runs (default: the config's dev.target, else local)").choices(['local', 'kubernetes', 'cloudrun']),
   );
   addTargetFlags(command).action(async (target: string, flags: LoopCommandFlags) => {

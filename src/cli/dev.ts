@@ -8,7 +8,7 @@ export function registerDevCommand(program: Command): void {
     .command('dev')
     .description('watch Go services and rebuild, push and redeploy them on every save')
     .argument('[importpaths...]', "import paths or ./dirs of main packages (default: the config's dev.services, else .)");
-  addLoopFlags(command, 'front port of the first service (the next ones count up); default 8080')
+  addLoopFlags(command, 'local: front port of the first service (the next ones count up); cloudrun: container port of a service tsko creates; default 8080')
     .addOption(new Option('--target <target>', "where revisions run (default: the config's dev.target, else local)").choices(['local', 'kubernetes', 'cloudrun']))
     .addOption(new Option('--keep-images <n>', 'images kept per repository in the embedded registry (default 20)').argParser(wholeNumber('--keep-images')))
     .addOption(

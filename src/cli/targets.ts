@@ -68,5 +68,7 @@ export function addTargetFlags(command: Command): Command {
     .option('--service <name>', 'cloudrun: the Cloud Run service (default: the service name)')
     .option('--no-traffic', 'cloudrun: roll a revision that gets no traffic')
     .option('--tag <name>', 'cloudrun: tag the new revision (its own URL)')
+    .option('--allow-unauthenticated', 'cloudrun: let anyone invoke the service (roles/run.invoker for allUsers); a created service is private without it')
+    .option('--no-allow-unauthenticated', 'cloudrun: leave the IAM policy alone (overrides dev.cloudrun.allowUnauthenticated)')
     .addOption(new Option('--timeout <seconds>', `kubernetes, cloudrun: how long a rollout may take (default ${DEFAULT_TIMEOUT_S})`).argParser(seconds));
 }

@@ -19,7 +19,7 @@ export interface BuildConfig {
 export interface DevServiceConfig {
   /** Import path or ./dir of the main package. */
   path: string;
-  /** Front port of the local target for this service. */
+  /** Front port of the local target for this service; with Cloud Run, the container port of a service tsko creates. */
   port?: number;
 }
 
@@ -47,6 +47,8 @@ export interface CloudRunTargetConfig {
   service?: string;
   /** Seconds to wait for a revision to get ready (default 300). */
   timeout?: number;
+  /** Grant roles/run.invoker to allUsers, as gcloud's --allow-unauthenticated (default false: a created service is private). */
+  allowUnauthenticated?: boolean;
 }
 
 /** The dev loop's section, read by `tsko dev` and `tsko deploy`; every key is checked. */

@@ -32,6 +32,8 @@ export interface DevFlags {
   /** false with --no-traffic. */
   traffic?: boolean;
   tag?: string;
+  /** --allow-unauthenticated (true) / --no-allow-unauthenticated (false). */
+  allowUnauthenticated?: boolean;
   /** Seconds. */
   timeout?: number;
 }
@@ -62,6 +64,8 @@ export interface ResolvedCloudRunTarget {
   noTraffic: boolean;
   tag?: string;
   timeoutMs: number;
+  /** Grant roles/run.invoker to allUsers (a created service is private otherwise). */
+  allowUnauthenticated: boolean;
 }
 
 export interface ResolvedDevOptions {
@@ -149,8 +153,8 @@ function remotePlatform(flag: string | undefined, context: DevContext): Platform
 
 function kubernetesTarget(flags: DevFlags, config: DevConfig, context: DevContext): ResolvedKubernetesTarget {
   const section = config.kubernetes ?? {};
-  if (flags.traffic === false || flags.tag || flags.project || flags.region || flags.service) {
-    throw new TskoError('USAGE', '--no-traffic, --tag, --project, --region and --service are for --target cloudrun');
+  if (flags.traffic === false || flags.tag || flags.project || flags.region || flags.service || flags.allowUnauthenticated !== undefined) {
+    throw new TskoError('USAGE', '--no-traffic, --tag, --project, --region, --service and --allow-unauthenticated are for --target cloudrun');
   }
   const fromEnv = (context.env.KUBECONFIG ?? '').split(delimiter).filter(Boolean);
   const kubeContext = flags.context ?? section.context;
@@ -198,5 +202,6 @@ function cloudRunTarget(flags: DevFlags, config: DevConfig, context: DevContext)
     noTraffic: flags.traffic === false,
     ...(flags.tag ? { tag: flags.tag } : {}),
     timeoutMs: (flags.timeout ?? section.timeout ?? DEFAULT_TIMEOUT_S) * 1000,
+    allowUnauthenticated: flags.allowUnauthenticated ?? section.allowUnauthenticated ?? false,
   };
 }

@@ -92,7 +92,7 @@ const devCheck = objectOf(
       manifests: isStringList,
       timeout: isPositiveNumber,
     }),
-    cloudrun: objectOf({ project: isString, region: isString, service: isString, timeout: isPositiveNumber }),
+    cloudrun: objectOf({ project: isString, region: isString, service: isString, timeout: isPositiveNumber, allowUnauthenticated: (v, p) => (typeof v === 'boolean' ? undefined : `${p} must be true or false`) }),
   },
 );
 

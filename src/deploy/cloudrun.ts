@@ -1,17 +1,22 @@
 // The Cloud Run target: each deploy reads the service (Admin API v2, over undici), sets its
 // container's image to the pushed digest inside the template it read, PATCHes it back with the
 // etag, and waits on the returned long-running Operation until the new revision is ready — or
-// reports the revision's terminal condition, while the previous revision keeps serving. With
-// noTraffic and a tag, the new revision gets a tag URL and none of the traffic.
-import { request } from 'undici';
-import { abortError, sleep } from '../abort.js';
+// reports the revision's terminal condition (a `rollout.failed` event the moment Cloud Run says
+// so), while the previous revision keeps serving. A service that does not exist is created, as
+// `gcloud run deploy` does (cloudrun-create.ts); the preflight (cloudrun-preflight.ts) says
+// which before the first build. With noTraffic and a tag, the new revision gets a tag URL and
+// none of the traffic.
+import { sleep } from '../abort.js';
 import { TskoError, isAbortError } from '../errors.js';
 import type { EventBus } from '../events.js';
+import { CloudRunApi, DEFAULT_RUN_API, isCloudRunApiError, servicePath, shortName as short, type Operation, type RunCondition, type RunService } from './cloudrun-api.js';
+import { allowUnauthenticated, createService, openCommand } from './cloudrun-create.js';
+import { cloudRunPreflight } from './cloudrun-preflight.js';
 import type { TokenSource } from './gcp-token.js';
 import { assertRegistryReachable } from './loopback.js';
 import type { DeployRequest, DeployResult, Rollout, Target } from './target.js';
 
-export const DEFAULT_RUN_API = 'https://run.googleapis.com';
+export { DEFAULT_RUN_API } from './cloudrun-api.js';
 
 export interface CloudRunTargetOptions {
   project: string;
@@ -28,62 +33,16 @@ export interface CloudRunTargetOptions {
   tag?: string;
   /** How long the new revision may take to get ready (default 300 s). */
   timeoutMs?: number;
+  /** The container port of a service tsko creates (default 8080, as gcloud). */
+  port?: number;
+  /** Grant roles/run.invoker to allUsers (gcloud's --allow-unauthenticated), once per session. */
+  allowUnauthenticated?: boolean;
   tokens: TokenSource;
   events: EventBus;
 }
 
-export interface RunCondition {
-  type?: string;
-  state?: string;
-  message?: string;
-  reason?: string;
-  revisionReason?: string;
-}
-
-export interface TrafficTarget {
-  type?: string;
-  revision?: string;
-  percent?: number;
-  tag?: string;
-}
-
-export interface RunService {
-  name?: string;
-  uri?: string;
-  etag?: string;
-  generation?: string;
-  observedGeneration?: string;
-  reconciling?: boolean;
-  template?: { revision?: string; containers?: Array<{ name?: string; image?: string; ports?: unknown[] } & Record<string, unknown> > } & Record<string, unknown>;
-  traffic?: TrafficTarget[];
-  trafficStatuses?: Array<TrafficTarget & { uri?: string }>;
-  terminalCondition?: RunCondition;
-  conditions?: RunCondition[];
-  latestReadyRevision?: string;
-  latestCreatedRevision?: string;
-}
-
-interface Operation {
-  name: string;
-  done?: boolean;
-  error?: { code?: number; message?: string };
-  response?: RunService;
-  metadata?: RunService;
-}
-
-/** A non-2xx answer, with google.rpc's status name. */
-export class CloudRunApiError extends TskoError {
-  readonly status: number;
-  readonly rpcStatus: string | undefined;
-  constructor(status: number, rpcStatus: string | undefined, message: string, hint?: string) {
-    super('CLOUDRUN', message, hint === undefined ? {} : { hint });
-    this.status = status;
-    this.rpcStatus = rpcStatus;
-  }
-}
-
-const REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_TIMEOUT_MS = 300_000;
+const DEFAULT_PORT = 8080;
 const LATEST = 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST';
 const REVISION = 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION';
 
@@ -93,62 +52,126 @@ export interface CloudRunTarget extends Target {
 
 export function createCloudRunTarget(options: CloudRunTargetOptions): CloudRunTarget {
   const apiBase = (options.apiBase || DEFAULT_RUN_API).replace(/\/+$/, '');
+  // --allow-unauthenticated is applied once a session, not on every save.
+  const state: SessionState = { madePublic: false };
   return {
     kind: 'cloudrun',
-    deploy: (request) => deploy(options, apiBase, request),
+    deploy: (request) => deploy(options, apiBase, request, state),
+    async preflight(request) {
+      const api = new CloudRunApi(options, apiBase, request.signal);
+      await cloudRunPreflight(
+        api,
+        {
+          project: options.project,
+          region: options.region,
+          service: options.service ?? request.service,
+          allowUnauthenticated: Boolean(options.allowUnauthenticated),
+          noTraffic: Boolean(options.noTraffic),
+        },
+        request.events,
+      );
+    },
     close: async () => {},
   };
 }
 
-/** Last segment of `projects/p/locations/r/services/s/revisions/x`. */
-function short(name: string | undefined): string | undefined {
-  return name?.split('/').pop();
+interface SessionState {
+  madePublic: boolean;
 }
 
-async function deploy(options: CloudRunTargetOptions, apiBase: string, req: DeployRequest): Promise<Rollout> {
+async function deploy(options: CloudRunTargetOptions, apiBase: string, req: DeployRequest, state: SessionState): Promise<Rollout> {
   const service = options.service ?? req.service;
-  const where = `project ${options.project}, region ${options.region}`;
   assertRegistryReachable(req.reference, apiBase, 'Cloud Run', 'set KO_DOCKER_REPO to an Artifact Registry repository (REGION-docker.pkg.dev/PROJECT/REPO) Cloud Run can pull from');
-  const api = new Api(options, apiBase, req.signal);
-  const path = `/v2/projects/${encodeURIComponent(options.project)}/locations/${encodeURIComponent(options.region)}/services/${encodeURIComponent(service)}`;
+  const api = new CloudRunApi(options, apiBase, req.signal);
+  const path = servicePath(options.project, options.region, service);
 
   let operation: Operation | undefined;
   let revisionName: string | undefined;
-  // Once more when someone else changed the service between our GET and PATCH (etag mismatch).
+  let created = false;
+  // Once more when someone else changed the service between our GET and PATCH (etag mismatch),
+  // or created it between our GET and POST (409 ALREADY_EXISTS).
   for (let attempt = 1; operation === undefined; attempt++) {
-    let current: RunService;
+    let current: RunService | undefined;
     try {
       current = await api.call<RunService>('GET', path);
     } catch (err) {
-      if (err instanceof CloudRunApiError && err.status === 404) {
-        throw new TskoError('CLOUDRUN', `Cloud Run service "${service}" not found in ${where} (GET ${apiBase}${path})`, {
-          hint: `deploy it once (gcloud run deploy ${service} --image=${req.reference} --region=${options.region} --project=${options.project}), or name another with --service`,
-        });
-      }
-      throw err;
+      if (!isCloudRunApiError(err, 404)) throw err;
+    }
+    if (current === undefined) {
+      const first = newService(options, req, service);
+      revisionName = first.revision;
+      operation = await createService(api, first);
+      created = operation !== undefined;
+      if (!created && attempt >= 2) throw new TskoError('CLOUDRUN', `Cloud Run service "${service}" was created and removed again while tsko deployed`, { hint: 'deploy again' });
+      continue;
     }
     const { body, mask, revision } = updatedService(current, options, req, service);
     revisionName = revision;
     try {
       operation = await api.call<Operation>('PATCH', path, { updateMask: mask }, body);
     } catch (err) {
-      const conflict = err instanceof CloudRunApiError && (err.status === 409 || err.rpcStatus === 'ABORTED' || err.rpcStatus === 'FAILED_PRECONDITION');
+      const conflict = isCloudRunApiError(err) && (err.status === 409 || err.rpcStatus === 'ABORTED' || err.rpcStatus === 'FAILED_PRECONDITION');
       if (!conflict || attempt >= 2) throw err;
     }
   }
-  req.events.emit({ type: 'rollout', target: 'cloudrun', message: `service ${service}: new revision with ${req.reference}` });
+  const where = `project ${options.project}, region ${options.region}`;
+  req.events.emit({ type: 'rollout', target: 'cloudrun', message: created ? `service ${service} created in ${where} with ${req.reference}` : `service ${service}: new revision with ${req.reference}` });
+  if (options.allowUnauthenticated && !state.madePublic) {
+    try {
+      const changed = await allowUnauthenticated(api, options.project, options.region, service);
+      state.madePublic = true;
+      req.events.emit({ type: 'log', level: 'info', message: `${service}: ${changed ? 'granted' : 'already grants'} roles/run.invoker to allUsers (--allow-unauthenticated)` });
+    } catch (err) {
+      if (isAbortError(err) || !isCloudRunApiError(err)) throw err;
+      // Refused, not interrupted: warn once a session, as the next save would be refused the same way.
+      state.madePublic = true;
+      // As gcloud: the revision rolls on; the service stays as private as it was, and the warning says how to retry.
+      req.events.emit({
+        type: 'log',
+        level: 'warn',
+        message: `${service}: setting the IAM policy failed (${err.rpcStatus ?? `HTTP ${err.status}`}: ${err.apiMessage}); the service is not public: ${openCommand(options.project, options.region, service)}`,
+      });
+    }
+  } else if (created && !options.allowUnauthenticated) {
+    req.events.emit({
+      type: 'log',
+      level: 'warn',
+      message: `${service} was created private: only callers with roles/run.invoker reach it; to open it, deploy with --allow-unauthenticated, or run ${openCommand(options.project, options.region, service)}`,
+    });
+  }
   const started = operation;
   return {
     async ready() {
       const since = performance.now();
-      const done = await waitOperation(api, started, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, req.events, service);
-      const result = await outcome(api, path, done, options, service, revisionName);
+      const done = await waitOperation(api, started, options.timeoutMs ?? DEFAULT_TIMEOUT_MS, req.events, service, revisionName);
+      const result = await outcome(api, path, done, options, service, revisionName, req.events);
       const ms = Math.round(performance.now() - since);
       req.events.emit({ type: 'rollout', target: 'cloudrun', message: `revision ${result.revision} ready in ${ms} ms${result.url ? ` at ${result.url}` : ''}` });
       if (options.tag && result.url) req.events.emit({ type: 'log', level: 'info', message: `${service}: tag ${options.tag} → ${result.url}` });
       return result;
     },
   };
+}
+
+/** What a create sends: the image, the port, and for --tag a named first revision with the tag. */
+function newService(options: CloudRunTargetOptions, req: DeployRequest, service: string) {
+  if (options.noTraffic) {
+    throw new TskoError('CLOUDRUN', `Cloud Run service "${service}" does not exist, and --no-traffic cannot create it (its first revision takes all traffic)`, { hint: 'deploy once without --no-traffic' });
+  }
+  const revision = options.tag ? revisionNameFor(service) : undefined;
+  return {
+    project: options.project,
+    region: options.region,
+    service,
+    image: req.reference,
+    port: options.port ?? DEFAULT_PORT,
+    ...(revision ? { revision } : {}),
+    ...(options.tag ? { tag: options.tag } : {}),
+  };
+}
+
+function revisionNameFor(service: string): string {
+  return `${service}-tsko-${Date.now().toString(36)}`.slice(0, 63);
 }
 
 /** The PATCH body: the template as read (the mask replaces it whole), with the new image. */
@@ -172,7 +195,7 @@ function updatedService(current: RunService, options: CloudRunTargetOptions, req
   // A reused revision name is refused; a tagged revision needs a name the traffic entry can point at.
   let revision: string | undefined;
   if (options.tag || options.noTraffic) {
-    revision = `${service}-tsko-${Date.now().toString(36)}`.slice(0, 63);
+    revision = revisionNameFor(service);
     template.revision = revision;
   } else {
     delete template.revision;
@@ -194,12 +217,14 @@ function updatedService(current: RunService, options: CloudRunTargetOptions, req
   return { body, mask: 'template,traffic', revision };
 }
 
-async function waitOperation(api: Api, first: Operation, timeoutMs: number, events: EventBus, service: string): Promise<Operation> {
+async function waitOperation(api: CloudRunApi, first: Operation, timeoutMs: number, events: EventBus, service: string, revisionName: string | undefined): Promise<Operation> {
   let operation = first;
   const started = performance.now();
   let delay = 200;
   let last = '';
   while (!operation.done) {
+    // Cloud Run may report the revision failed before the Operation ends: say so at once.
+    if (failedCondition(operation.metadata)) throw rolloutFailed(operation.metadata, operation, service, revisionName, events);
     const message = progress(operation.metadata);
     if (message && message !== last) {
       last = message;
@@ -226,7 +251,28 @@ function progress(service: RunService | undefined): string | undefined {
   return terminal?.state ? `${terminal.type ?? 'Ready'}: ${terminal.state}` : undefined;
 }
 
-async function outcome(api: Api, path: string, operation: Operation, options: CloudRunTargetOptions, service: string, revisionName: string | undefined): Promise<DeployResult> {
+/** The condition that says the rollout cannot succeed: the terminal one first, else any failed one. */
+function failedCondition(service: RunService | undefined): RunCondition | undefined {
+  if (service?.terminalCondition?.state === 'CONDITION_FAILED') return service.terminalCondition;
+  return service?.conditions?.find((c) => c.state === 'CONDITION_FAILED');
+}
+
+/** google.rpc.Code numbers an Operation's error carries, by name, for a reason when no condition gives one. */
+const RPC_CODES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+
+/** Emits `rollout.failed` with Cloud Run's own reason and message, and returns the one-line error. */
+function rolloutFailed(after: RunService | undefined, operation: Operation, service: string, revisionName: string | undefined, events: EventBus): TskoError {
+  const created = short(after?.latestCreatedRevision) ?? revisionName;
+  const ready = short(after?.latestReadyRevision);
+  const condition = failedCondition(after);
+  const why = condition?.message ?? operation.error?.message ?? after?.terminalCondition?.message ?? 'it did not get ready';
+  const reason = condition?.reason ?? condition?.revisionReason ?? (operation.error?.code !== undefined ? RPC_CODES[operation.error.code] : undefined) ?? 'REVISION_FAILED';
+  events.emit({ type: 'rollout.failed', target: 'cloudrun', reason, message: why });
+  const keeps = ready && ready !== created ? `${ready} keeps serving` : ready ? 'the previous revision keeps serving' : `no revision of ${service} serves yet`;
+  return new TskoError('CLOUDRUN', `revision ${created ?? '(new)'} of Cloud Run service "${service}" failed: ${why}`, { hint: `${keeps}; the next save rolls a new revision` });
+}
+
+async function outcome(api: CloudRunApi, path: string, operation: Operation, options: CloudRunTargetOptions, service: string, revisionName: string | undefined, events: EventBus): Promise<DeployResult> {
   // The Operation's error is terse; the service's terminal condition says what the revision did.
   const after = operation.error ? await api.call<RunService>('GET', path).catch((err: unknown) => {
     if (isAbortError(err)) throw err;
@@ -236,91 +282,11 @@ async function outcome(api: Api, path: string, operation: Operation, options: Cl
   const ready = short(after?.latestReadyRevision);
   const terminal = after?.terminalCondition;
   const failed = operation.error !== undefined || (terminal?.state !== undefined && terminal.state !== 'CONDITION_SUCCEEDED') || (created !== undefined && ready !== created);
-  if (failed) {
-    const why = terminal?.state === 'CONDITION_FAILED' && terminal.message ? terminal.message : (operation.error?.message ?? terminal?.message ?? 'it did not get ready');
-    const keeps = ready && ready !== created ? `${ready} keeps serving` : 'the previous revision keeps serving';
-    throw new TskoError('CLOUDRUN', `revision ${created ?? '(new)'} of Cloud Run service "${service}" failed: ${why}`, { hint: `${keeps}; the next save rolls a new revision` });
-  }
+  if (failed) throw rolloutFailed(after, operation, service, revisionName, events);
   const revision = ready ?? created ?? '(unknown)';
   if (options.tag) {
     const tagged = after?.trafficStatuses?.find((t) => t.tag === options.tag);
     return { revision, ...(tagged?.uri ? { url: tagged.uri } : {}) };
   }
   return { revision, ...(after?.uri ? { url: after.uri } : {}) };
-}
-
-/** One authenticated API call at a time, with the 401-refresh-once rule and google.rpc errors. */
-class Api {
-  readonly signal: AbortSignal;
-  private readonly options: CloudRunTargetOptions;
-  private readonly base: string;
-
-  constructor(options: CloudRunTargetOptions, base: string, signal: AbortSignal) {
-    this.options = options;
-    this.base = base;
-    this.signal = signal;
-  }
-
-  async call<T>(method: 'GET' | 'PATCH' | 'POST', path: string, query: Record<string, string> = {}, body?: unknown): Promise<T> {
-    const url = new URL(this.base + path);
-    for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
-    for (let attempt = 1; ; attempt++) {
-      const token = await this.options.tokens.get(this.signal);
-      const signal = AbortSignal.any([this.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-      let status: number;
-      let text: string;
-      try {
-        const res = await request(url, {
-          method,
-          headers: {
-            authorization: `Bearer ${token.token}`,
-            accept: 'application/json',
-            'user-agent': 'tsko',
-            ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-          },
-          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-          signal,
-        });
-        status = res.statusCode;
-        text = await res.body.text();
-      } catch (err) {
-        if (this.signal.aborted) throw abortError(this.signal);
-        const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
-        throw new TskoError('CLOUDRUN', `cannot reach the Cloud Run API at ${this.base}: ${(err as Error).name === 'TimeoutError' ? `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` : cause}`, { cause: err });
-      }
-      if (status >= 200 && status < 300) {
-        try {
-          return JSON.parse(text) as T;
-        } catch {
-          throw new TskoError('CLOUDRUN', `${method} ${path}: the API answered with something that is not JSON`);
-        }
-      }
-      if (status === 401 && attempt === 1) {
-        // An expired token: ask its source for a fresh one, once.
-        this.options.tokens.refresh();
-        continue;
-      }
-      throw await this.error(status, text, method, path, token.source);
-    }
-  }
-
-  private async error(status: number, text: string, method: string, path: string, source: string): Promise<CloudRunApiError> {
-    let parsed: { error?: { code?: number; message?: string; status?: string } } = {};
-    try {
-      parsed = JSON.parse(text) as typeof parsed;
-    } catch {
-      // A proxy's or load balancer's page, not google.rpc.Status.
-    }
-    const rpc = parsed.error?.status;
-    const message = parsed.error?.message || text.trim().split('\n')[0]?.slice(0, 200) || `HTTP ${status}`;
-    if (status === 401 || status === 403) {
-      const identity = await this.options.tokens.identity().catch(() => undefined);
-      const who = `${identity ?? 'the caller'} (token from ${source})`;
-      if (status === 401) {
-        return new CloudRunApiError(status, rpc, `Cloud Run rejected the access token of ${who} even after a refresh: ${message}`, 'log in again: gcloud auth login (or gcloud auth application-default login)');
-      }
-      return new CloudRunApiError(status, rpc, `${who} may not ${method === 'GET' ? 'read' : 'update'} the service: ${rpc ?? 'PERMISSION_DENIED'}: ${message}`, `grant it roles/run.developer (run.services.get, run.services.update) on project ${this.options.project}`);
-    }
-    return new CloudRunApiError(status, rpc, `${method} ${path}: ${rpc ? `${rpc}: ` : ''}${message} (HTTP ${status})`);
-  }
 }

@@ -1,7 +1,8 @@
 // Google access tokens for the Cloud Run Admin API, from the first source that has one:
 // Application Default Credentials (google-auth-library), else `gcloud auth print-access-token`,
 // else CLOUDSDK_AUTH_ACCESS_TOKEN. The source is said once (an info event), never the token.
-// refresh() drops what is cached, for a token the API rejected as expired.
+// refresh(token) drops what is cached, for a token the API rejected as expired — once, however
+// many calls made together were rejected with it; concurrent get()s share one lookup.
 import { execFile } from 'node:child_process';
 import { throwIfAborted } from '../abort.js';
 import { TskoError } from '../errors.js';
@@ -28,10 +29,17 @@ export interface GcpTokenOptions {
 
 export interface TokenSource {
   get(signal?: AbortSignal): Promise<AccessToken>;
-  /** Forgets the cached token; the next get() asks its source again. */
-  refresh(): void;
+  /** Forgets the cached token (only if it is still `rejected`, when given); the next get() asks its source again. */
+  refresh(rejected?: string): void;
   /** Who the token speaks for, best effort, for 401/403 messages. */
   identity(): Promise<string | undefined>;
+}
+
+/** No source had a token: the preflight reports it as NO_CREDENTIALS. */
+export class NoCredentialsError extends TskoError {
+  constructor(message: string) {
+    super('CLOUDRUN', message, { hint: 'run `gcloud auth application-default login` (or `gcloud auth login`), or set CLOUDSDK_AUTH_ACCESS_TOKEN' });
+  }
 }
 
 const SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
@@ -77,31 +85,45 @@ export function createTokenSource(options: GcpTokenOptions): TokenSource {
     'CLOUDSDK_AUTH_ACCESS_TOKEN',
   ];
 
-  return {
-    async get(signal) {
-      // ADC refreshes its own token before expiry, so it is asked each time (from memory).
-      if (cached && cached.token.source !== 'application default credentials' && Date.now() < cached.until) return cached.token;
-      const failures: string[] = [];
-      for (const source of chosen ? [chosen] : order) {
-        try {
-          const token = await attempt(source, signal);
-          chosen = source;
-          cached = { token: { token, source }, until: Date.now() + GCLOUD_TOKEN_TTL_MS };
-          if (!announced) {
-            announced = true;
-            options.events.emit({ type: 'log', level: 'info', message: `Cloud Run: using an access token from ${source}` });
-          }
-          return cached.token;
-        } catch (err) {
-          throwIfAborted(signal);
-          failures.push(`${source}: ${firstLine(err)}`);
+  let inflight: Promise<AccessToken> | undefined;
+  /** The token last handed out, so a refresh for one already replaced does nothing. */
+  let current: string | undefined;
+
+  const lookup = async (signal?: AbortSignal): Promise<AccessToken> => {
+    const failures: string[] = [];
+    for (const source of chosen ? [chosen] : order) {
+      try {
+        const token = await attempt(source, signal);
+        chosen = source;
+        current = token;
+        cached = { token: { token, source }, until: Date.now() + GCLOUD_TOKEN_TTL_MS };
+        if (!announced) {
+          announced = true;
+          options.events.emit({ type: 'log', level: 'info', message: `Cloud Run: using an access token from ${source}` });
         }
+        return cached.token;
+      } catch (err) {
+        throwIfAborted(signal);
+        // Not `NAME: not set`: the redaction would take "not" for the token's value.
+        failures.push(source === 'CLOUDSDK_AUTH_ACCESS_TOKEN' ? `${source} is not set` : `${source}: ${firstLine(err)}`);
       }
-      throw new TskoError('CLOUDRUN', `no Google access token (${failures.join('; ')})`, {
-        hint: 'run `gcloud auth application-default login` (or `gcloud auth login`), or set CLOUDSDK_AUTH_ACCESS_TOKEN',
+    }
+    throw new NoCredentialsError(`no Google access token (${failures.join('; ')})`);
+  };
+
+  return {
+    get(signal) {
+      // ADC refreshes its own token before expiry, so it is asked each time (from memory).
+      if (cached && cached.token.source !== 'application default credentials' && Date.now() < cached.until) return Promise.resolve(cached.token);
+      inflight ??= lookup(signal).finally(() => {
+        inflight = undefined;
       });
+      return inflight;
     },
-    refresh() {
+    refresh(rejected) {
+      // Calls made together that were all refused the same token refresh it once.
+      if (rejected !== undefined && rejected !== current) return;
+      current = undefined;
       cached = undefined;
       // A new GoogleAuth reads its credentials again rather than trusting its cached token.
       auth = undefined;

@@ -31,7 +31,7 @@ export function targetFactory(config: ResolvedConfig, events: EventBus, workDir:
   const dev = config.dev;
   if (!dev) throw new TskoError('INTERNAL', 'targets need a config resolved for `tsko dev` or `tsko deploy`');
   if (dev.kubernetes) return kubernetesTargets(dev.kubernetes, events);
-  if (dev.cloudrun) return cloudRunTargets(dev.cloudrun, config, events);
+  if (dev.cloudrun) return cloudRunTargets(dev.cloudrun, dev, config, events);
   return localTargets(dev, config, events, workDir);
 }
 
@@ -80,7 +80,7 @@ function kubernetesTargets(settings: NonNullable<ResolvedDevOptions['kubernetes'
   };
 }
 
-function cloudRunTargets(settings: NonNullable<ResolvedDevOptions['cloudrun']>, config: ResolvedConfig, events: EventBus): TargetFactory {
+function cloudRunTargets(settings: NonNullable<ResolvedDevOptions['cloudrun']>, dev: ResolvedDevOptions, config: ResolvedConfig, events: EventBus): TargetFactory {
   const { env } = config;
   const apiBase = settings.apiBase ?? DEFAULT_RUN_API;
   // One token source for the session: one ADC/gcloud lookup, one "using a token from" line.
@@ -89,7 +89,7 @@ function cloudRunTargets(settings: NonNullable<ResolvedDevOptions['cloudrun']>, 
     events.emit({ type: 'log', level: 'warn', message: '--no-traffic without --tag: no URL reaches the new revision' });
   }
   return {
-    make: () =>
+    make: (_service, request) =>
       Promise.resolve(
         createCloudRunTarget({
           project: settings.project,
@@ -100,6 +100,9 @@ function cloudRunTargets(settings: NonNullable<ResolvedDevOptions['cloudrun']>, 
           ...(settings.noTraffic ? { noTraffic: true } : {}),
           ...(settings.tag ? { tag: settings.tag } : {}),
           timeoutMs: settings.timeoutMs,
+          // A created service's container port: the service's own, else --port / dev.port (default 8080).
+          port: request.port ?? dev.port,
+          allowUnauthenticated: settings.allowUnauthenticated,
           tokens,
           events,
         }),

@@ -86,12 +86,12 @@ describe('tsko dev --target kubernetes', () => {
 });
 
 describe('tsko dev --target cloudrun', () => {
-  it('a missing service and a failing revision fail their iterations; the previous revision keeps serving; saves redeploy', async (t) => {
+  it('creates a missing service on the first iteration (after its preflight); a failing revision fails its iteration; the previous revision keeps serving; saves redeploy', async (t) => {
     const fake = await startFakeCloudRun({ stepMs: 150 });
     t.after(() => fake.stop());
     fake.tokens.set('tok-dev', 'dev@example.com');
     const hello = await helloCopy('dev-run', t);
-    const dev = startDev(['--target', 'cloudrun', '--project', 'p', '--region', 'europe-west1'], {
+    const dev = startDev(['--target', 'cloudrun', '--project', 'p', '--region', 'europe-west1', '--allow-unauthenticated'], {
       cwd: hello.dir,
       env: { ...hello.env, CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN: fake.url, CLOUDSDK_AUTH_ACCESS_TOKEN: 'tok-dev' },
     });
@@ -100,10 +100,13 @@ describe('tsko dev --target cloudrun', () => {
     });
 
     const first = await nextEnd(dev, 0);
-    assert.equal(first.result, 'deploy-failed');
-    assert.equal(first.error?.message, `Cloud Run service "hello" not found in project p, region europe-west1 (GET ${fake.url}/v2/projects/p/locations/europe-west1/services/hello)`);
+    assert.equal(first.result, 'deployed', JSON.stringify(first));
+    assert.match(first.revision ?? '', /^hello-00001-[0-9a-f]{3}$/);
+    const preflight = dev.events.find((e) => e.type === 'preflight');
+    assert.equal(preflight?.type === 'preflight' && preflight.message, 'service hello does not exist in project p, region europe-west1: the first deploy creates it (public: --allow-unauthenticated)');
+    assert.ok(fake.calls.some((c) => c.method === 'POST' && c.query.serviceId === 'hello'), 'services.create');
+    assert.deepEqual(fake.policy('p', 'europe-west1', 'hello')?.bindings, [{ role: 'roles/run.invoker', members: ['allUsers'] }]);
 
-    fake.addService('p', 'europe-west1', 'hello', 'example.com/hello:old');
     let mark = dev.events.length;
     await hello.setVersion('hello v2');
     const deployed = await nextEnd(dev, mark);
@@ -111,6 +114,8 @@ describe('tsko dev --target cloudrun', () => {
     assert.equal(deployed.url, 'https://hello-x7fake-uc.a.run.app');
     assert.match(deployed.revision ?? '', /^hello-00002-[0-9a-f]{3}$/);
     assert.equal(fake.service('p', 'europe-west1', 'hello')?.template.containers[0].image, deployed.reference);
+    // The IAM policy is set once a session, not on every save.
+    assert.equal(fake.calls.filter((c) => c.path.endsWith(':setIamPolicy')).length, 1);
 
     fake.mode = 'fail';
     mark = dev.events.length;
@@ -119,6 +124,8 @@ describe('tsko dev --target cloudrun', () => {
     assert.equal(broken.result, 'deploy-failed');
     assert.match(broken.error?.message ?? '', /^revision hello-00003-\S+ of Cloud Run service "hello" failed: Revision 'hello-00003-\S+' is not ready/);
     assert.equal(broken.error?.hint, `${deployed.revision} keeps serving; the next save rolls a new revision`);
+    const failed = dev.events.slice(mark).find((e) => e.type === 'rollout.failed');
+    assert.equal(failed?.type === 'rollout.failed' && failed.reason, 'REVISION_FAILED');
     assert.equal(fake.service('p', 'europe-west1', 'hello')?.latestReadyRevision.split('/').pop(), deployed.revision);
 
     fake.mode = 'ready';
