@@ -232,7 +232,7 @@ export async function startStandInKubelet(options: StandInKubeletOptions): Promi
       deleting.add(uid);
       forget(uid);
       const res = await client.request('DELETE', path, { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0, preconditions: { uid } });
-      if (res.status >= 300 && res.status !== 404 && res.status !== 409) log(`kubelet: delete ${ns}/${name}: HTTP ${res.status}`);
+      if (res.status >= 300 && res.status !== 404 && res.status !== 409) log(`kubelet: delete ${ns}/${name}: HTTP ${res.status} ${res.body.slice(0, 300)}`);
       return;
     }
     const nodeName = obj.spec?.nodeName;
