@@ -191,6 +191,12 @@ describe('the test control plane, held to kubectl', () => {
     assert.equal(s?.lastState?.terminated?.exitCode, 2);
     assert.equal(s?.ready, false);
 
+    const events = await cp.kubectl(['get', 'events', '-n', 'crash', '--field-selector', `involvedObject.name=${pod.metadata.name},reason=BackOff`, '-o', 'json']);
+    const backOff = (JSON.parse(events.stdout) as { items: { type: string; message: string }[] }).items;
+    assert.ok(backOff.length >= 1, events.stdout);
+    assert.equal(backOff[0]?.type, 'Warning');
+    assert.match(backOff[0]?.message ?? '', /^Back-off restarting failed container app in pod crasher-/);
+
     const logs = await cp.kubectl(['logs', 'deployment/crasher', '-n', 'crash']);
     assert.equal(logs.exitCode, 0, logs.stderr);
     assert.equal(logs.stdout, CRASH_LOGS.map((l) => `${l}\n`).join(''));
@@ -238,6 +244,10 @@ describe('the test control plane, held to kubectl', () => {
     const [pending] = await pods('pull', 'app=later');
     assert.equal(pending?.status.phase, 'Pending');
     assert.equal(pending?.status.conditions?.find((c) => c.type === 'Ready')?.status, 'False');
+
+    const events = await cp.kubectl(['get', 'events', '-n', 'pull', '--field-selector', 'reason=Failed', '-o', 'jsonpath={range .items[*]}{.message}{"\\n"}{end}']);
+    assert.match(events.stdout, new RegExp(`^Failed to pull image "${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}": `, 'm'));
+    assert.match(events.stdout, /^Error: ErrImagePull$/m);
 
     // Push exactly that image: the next pull retry finds it.
     const layout = join(dir, 'layout-later');
