@@ -148,6 +148,13 @@ describe('the test control plane, held to kubectl', () => {
     const status = await cp.kubectl(['rollout', 'status', 'deployment/web', '-n', 'roll', `--timeout=${ROLLOUT_TIMEOUT}`], { timeoutMs: 150_000 });
     assert.equal(status.exitCode, 0, `${status.stdout}\n${status.stderr}\n${cp.logs()}`);
     assert.match(status.stdout, /deployment "web" successfully rolled out/);
+    // The apiserver's audit log has the create, with the object as sent.
+    const audit = (await readFile(cp.auditLogFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as {
+      verb: string; user: { username: string }; objectRef?: { resource?: string; namespace?: string }; requestObject?: { kind?: string };
+    });
+    const created = audit.find((e) => e.verb === 'create' && e.objectRef?.resource === 'deployments' && e.objectRef.namespace === 'roll');
+    assert.equal(created?.user.username, 'admin');
+    assert.equal(created?.requestObject?.kind, 'Deployment');
     const running = await pods('roll', 'app=web');
     assert.equal(running.length, 2);
     for (const pod of running) {
