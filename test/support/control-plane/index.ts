@@ -274,7 +274,8 @@ function portProblem(p: ControlPlaneProcess): boolean {
 async function startEtcd(binaries: ControlPlaneBinaries, dir: string, processes: ControlPlaneProcess[]): Promise<string> {
   return withPortRetries('etcd', async () => {
     const clientPort = await freePort();
-    const peerPort = await freePort();
+    let peerPort = await freePort();
+    for (let i = 0; i < 5 && peerPort === clientPort; i++) peerPort = await freePort();
     const clientUrl = `http://127.0.0.1:${clientPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;
     const p = startProcess('etcd', binaries.etcd, [
