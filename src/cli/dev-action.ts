@@ -44,7 +44,7 @@ export async function runDev(targets: string[], flags: LoopCommandFlags, verbose
   const sessionLog = await openSessionLog({ dir: join(config.cacheDir, 'dev', 'logs'), events }).catch(() => undefined);
   const closeLog = async () => {
     await sessionLog?.close();
-    if (sessionLog) process.stderr.write(`tsko: session log: ${sessionLog.path}\n`);
+    if (sessionLog) process.stderr.write(`session log: ${sessionLog.path}\n`);
   };
   for (const message of config.warnings) events.emit({ type: 'log', level: 'warn', message });
   // One factory per resolved config: its targets share a session's state (the pushed references a

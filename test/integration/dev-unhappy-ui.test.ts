@@ -176,7 +176,7 @@ describe('the unhappy dev loop in a real 80×24 terminal', () => {
     const joined = term.tmux('capture-pane', '-p', '-J', '-t', 'main');
     assert.match(joined, /tsko exited 0/);
     const log = await readSessionLog(svc.logs);
-    assert.ok(joined.includes(`tsko: session log: ${log.path}`), joined);
+    assert.ok(joined.includes(`session log: ${log.path}`), joined);
     assert.deepEqual(log.events[0], { ...log.events[0], type: 'session.log', path: log.path });
     const failed = log.events.find((e): e is EventOf<'iteration.end'> => e.type === 'iteration.end' && e.result === 'build-failed');
     assert.equal(failed?.error?.diagnostics?.length, 6);
@@ -235,7 +235,7 @@ describe('the unhappy dev loop in plain lines', () => {
     assert.equal(await Promise.race([exited, sleep(5000).then(() => 'timeout')]), 130);
     const log = await readSessionLog(svc.logs);
     assert.ok(stderr.includes(`session log: ${log.path}\n`), 'named when it starts');
-    assert.ok(stderr.trimEnd().endsWith(`tsko: session log: ${log.path}`), `and last, on exit:\n${stderr.slice(-400)}`);
+    assert.ok(stderr.trimEnd().endsWith(`session log: ${log.path}`), `and last, on exit:\n${stderr.slice(-400)}`);
     const missing = log.events.find((e): e is EventOf<'iteration.end'> => e.type === 'iteration.end' && e.iteration === 2);
     assert.deepEqual(missing?.error?.diagnostics?.[0]?.notes, ['go get example.com/nope/missing']);
     assert.equal(stdout, '', 'stdout carries results only');
@@ -270,6 +270,6 @@ describe('a first build on an empty Go cache', () => {
     assert.ok(dev.events.some((e) => e.type === 'session.log'), 'the JSON stream names the session log too');
     dev.child.kill('SIGTERM');
     assert.notEqual(await dev.exited(5000), 'timeout');
-    assert.match(dev.stderr(), /tsko: session log: \S+\.jsonl/);
+    assert.match(dev.stderr(), /^session log: \S+\.jsonl$/m);
   });
 });
