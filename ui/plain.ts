@@ -61,6 +61,13 @@ export function formatPlainEvent(event: TskoEvent, verbose = false): string | un
       return `${prefix}${event.revision} | ${event.line}`;
     case 'rollout':
       return `${prefix}${event.message}`;
+    case 'rollout.failed':
+      // The target's own reason, then a crash's last log lines (the dev loop shows nothing else of them).
+      return [`${prefix}rollout failed (${event.target}): ${event.reason}: ${event.message}`, ...(event.logs ?? []).map((line) => `${prefix}  | ${line}`)].join('\n');
+    case 'preflight':
+      return event.ok
+        ? `${prefix}${event.target} preflight ok in ${ms(event.ms)}: ${event.message}`
+        : `${prefix}${event.target} preflight failed${event.reason ? ` (${event.reason})` : ''}: ${event.message}`;
     case 'error':
       return `${prefix}error: ${event.error.message}${event.error.hint ? ` (hint: ${event.error.hint})` : ''}`;
     default:

@@ -276,6 +276,11 @@ export async function startFakeKube(options: FakeKubeOptions): Promise<FakeKube>
     const current = objectPath ? store.get(objectPath) : undefined;
     if (req.method === 'GET' && sub === 'log') {
       if (!current) return status(res, 404, 'NotFound', `pods "${name}" not found`);
+      // As kube-apiserver v1.34: the log stream is served only to an Accept that allows */* (or none).
+      const accept = req.headers.accept;
+      if (accept !== undefined && accept !== '' && !accept.split(',').some((type) => type.split(';')[0]?.trim() === '*/*')) {
+        return status(res, 406, 'NotAcceptable', `only the following media types are accepted: */*`);
+      }
       res.writeHead(200, { 'content-type': 'text/plain' });
       return res.end(runtime.crashLog);
     }
