@@ -27,6 +27,7 @@ export interface RecordedRequest {
   path: string;
   query: Record<string, string>;
   contentType: string | undefined;
+  accept: string | undefined;
   /** The bearer token's user, or undefined when none was accepted. */
   user: string | undefined;
   userAgent: string | undefined;
@@ -48,6 +49,8 @@ export interface FakeKube {
   readOnly: Set<string>;
   /** The log lines a crash-looping container printed. */
   crashLog: string;
+  /** The next watch is answered with a 410 Expired ERROR event, as a real apiserver answers a resourceVersion too old for its watch cache. */
+  expireNextWatch: boolean;
   addDeployment(namespace: string, name: string, containers: Array<{ name: string; image: string }>, replicas?: number): void;
   deployment(namespace: string, name: string): Obj | undefined;
   object(apiPath: string): Obj | undefined;
@@ -224,6 +227,7 @@ export async function startFakeKube(options: FakeKubeOptions): Promise<FakeKube>
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
       contentType: req.headers['content-type'],
+      accept: req.headers.accept,
       user,
       userAgent: req.headers['user-agent'],
       body,
@@ -259,6 +263,12 @@ export async function startFakeKube(options: FakeKubeOptions): Promise<FakeKube>
         .filter((o) => !selector || selector.split(',').every((pair) => { const [k, v] = pair.split('='); return o.metadata.labels?.[k as string] === v; }));
       if (url.searchParams.get('watch') === 'true') {
         res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+        if (runtime.expireNextWatch) {
+          runtime.expireNextWatch = false;
+          const rv = url.searchParams.get('resourceVersion') ?? '0';
+          res.end(`${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `too old resource version: ${rv} (${resourceVersion})`, reason: 'Expired', code: 410 } })}\n`);
+          return;
+        }
         const since = Number(url.searchParams.get('resourceVersion') ?? '0');
         for (const o of items) if (Number(o.metadata.resourceVersion) > since) res.write(`${JSON.stringify({ type: 'MODIFIED', object: o })}\n`);
         const watcher = { prefix: collection, name: wantName, res };
@@ -337,6 +347,7 @@ export async function startFakeKube(options: FakeKubeOptions): Promise<FakeKube>
     tokens: new Map(),
     readOnly: new Set(),
     crashLog: 'starting hello\npanic: cannot open config: no such file\ngoroutine 1 [running]:\nmain.main()\n',
+    expireNextWatch: false,
     addDeployment(ns, name, containers, replicas = 1) {
       const path = `/apis/apps/v1/namespaces/${ns}/deployments/${name}`;
       const labels = { app: name };
