@@ -181,7 +181,10 @@ export class KubeClient {
     // Like kubectl, send no credentials over plain http (kubernetes/kubectl#744).
     if (url.protocol === 'https:') {
       const auth = await this.authenticate(connection, url);
-      Object.assign(headers, auth.headers, await this.extraHeaders(connection));
+      const extra = await this.extraHeaders(connection);
+      // One Authorization header: the token file's replaces whatever client-node set, in any case.
+      if (extra.authorization) for (const key of Object.keys(auth.headers)) if (key.toLowerCase() === 'authorization') delete auth.headers[key];
+      Object.assign(headers, auth.headers, extra);
       if (!dispatcher && auth.dispatcher) this.dispatcher = dispatcher = auth.dispatcher;
       else if (auth.dispatcher && auth.dispatcher !== dispatcher) void auth.dispatcher.close().catch(() => undefined);
     }
