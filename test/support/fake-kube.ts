@@ -263,6 +263,8 @@ export async function startFakeKube(options: FakeKubeOptions): Promise<FakeKube>
         .filter((o) => !selector || selector.split(',').every((pair) => { const [k, v] = pair.split('='); return o.metadata.labels?.[k as string] === v; }));
       if (url.searchParams.get('watch') === 'true') {
         res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+        // As the apiserver: headers go out at once, before any event (client-go waits for them).
+        res.flushHeaders();
         if (runtime.expireNextWatch) {
           runtime.expireNextWatch = false;
           const rv = url.searchParams.get('resourceVersion') ?? '0';
