@@ -6,7 +6,7 @@
 // never build at the same time; later runs find them and return at once.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -141,6 +141,7 @@ function goModule(): string {
     'go 1.24.0',
     '',
     `require k8s.io/kubernetes ${KUBE_VERSION}`,
+    `require go.etcd.io/etcd/server/v3 ${ETCD_VERSION}`,
     '',
   ];
   const staging = KUBE_VERSION.replace(/^v1\./, 'v0.');
@@ -170,7 +171,6 @@ async function build(dir: string, out: ControlPlaneBinaries, log: (line: string)
     CGO_ENABLED: '0',
     GOFLAGS: '-mod=mod',
     GOTOOLCHAIN: 'local',
-    GOBIN: join(work, 'bin'),
   };
   const step = async (what: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<void> => {
     const t0 = Date.now();
@@ -182,19 +182,17 @@ async function build(dir: string, out: ControlPlaneBinaries, log: (line: string)
     log(`kube: building kube-apiserver, kube-controller-manager ${KUBE_VERSION} and etcd ${ETCD_VERSION} into ${dir} (once; several minutes)`);
     await writeFile(join(work, 'go.mod'), goModule());
     const cmds = ['kube-apiserver', 'kube-controller-manager'].map((c) => `k8s.io/kubernetes/cmd/${c}@${KUBE_VERSION}`);
-    await step('resolving modules', ['get', ...cmds]);
+    await step('resolving modules', ['get', ...cmds, `go.etcd.io/etcd/server/v3@${ETCD_VERSION}`]);
     const ldflags = versionLdflags();
-    await step('building kube-apiserver', ['build', '-trimpath', '-ldflags', ldflags, '-o', join(work, 'kube-apiserver'), 'k8s.io/kubernetes/cmd/kube-apiserver']);
-    await step('building kube-controller-manager', ['build', '-trimpath', '-ldflags', ldflags, '-o', join(work, 'kube-controller-manager'), 'k8s.io/kubernetes/cmd/kube-controller-manager']);
-    // etcd in its own module graph (its server module's root is the etcd main package, which
-    // go install names `server` after the path element before /v3).
-    // `go install path@version` ignores the temp module and refuses -mod=mod.
-    await step('building etcd', ['install', '-trimpath', `go.etcd.io/etcd/server/v3@${ETCD_VERSION}`], { GOFLAGS: '' });
+    await step('building kube-apiserver', ['build', '-ldflags', ldflags, '-o', join(work, 'kube-apiserver'), 'k8s.io/kubernetes/cmd/kube-apiserver']);
+    await step('building kube-controller-manager', ['build', '-ldflags', ldflags, '-o', join(work, 'kube-controller-manager'), 'k8s.io/kubernetes/cmd/kube-controller-manager']);
+    // etcd's server module root is its main package; `go install …@v3.6.4` refuses it (its go.mod
+    // has replace lines), so it is built inside the same temp module, at the version required above.
+    await step('building etcd', ['build', '-o', join(work, 'etcd'), 'go.etcd.io/etcd/server/v3']);
     // Rename into place last, etcd last of all: allPresent() is true only when all three are whole.
-    await chmod(join(work, 'bin', 'server'), 0o755);
     await rename(join(work, 'kube-apiserver'), out.apiserver);
     await rename(join(work, 'kube-controller-manager'), out.controllerManager);
-    await rename(join(work, 'bin', 'server'), out.etcd);
+    await rename(join(work, 'etcd'), out.etcd);
     log(`kube: control plane binaries ready in ${Math.round((Date.now() - started) / 1000)} s`);
   } finally {
     await rm(work, { recursive: true, force: true });

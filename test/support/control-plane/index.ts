@@ -55,6 +55,12 @@ export interface ControlPlane {
   auditLogFile: string;
   /** The Kubernetes version of the apiserver, e.g. v1.34.4. */
   version: string;
+  /** etcd's client URL (http://127.0.0.1:PORT). */
+  etcdUrl: string;
+  /** The stand-in kubelet's HTTPS port (the node's kubeletEndpoint). */
+  kubeletPort: number;
+  /** Process ids of etcd, kube-apiserver and kube-controller-manager. */
+  pids(): number[];
   /** Writes a kubeconfig (cluster with certificate-authority-data) for a user given inline token, tokenFile, or nothing (anonymous); returns its path. */
   writeKubeconfig(options: { name: string; token?: string; tokenFile?: string; namespace?: string }): Promise<string>;
   /** Runs the installed kubectl against this control plane (admin unless kubeconfig given); never throws on exit code. */
@@ -168,7 +174,10 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
       `--service-account-private-key-file=${certs.serviceAccountKey}`,
       `--root-ca-file=${certs.caCert}`,
       // No node-lifecycle controller: nothing evicts pods from the stand-in node.
-      '--controllers=deployment,replicaset,serviceaccount,serviceaccount-token,namespace,garbage-collector,root-ca-certificate-publisher',
+      `--controllers=${[
+        'deployment-controller', 'replicaset-controller', 'serviceaccount-controller', 'serviceaccount-token-controller',
+        'namespace-controller', 'garbage-collector-controller', 'root-ca-certificate-publisher-controller',
+      ].join(',')}`,
       '--leader-elect=false',
       '--secure-port=0',
       '--use-service-account-credentials=false',
@@ -197,6 +206,9 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
       adminKubeconfig,
       auditLogFile,
       version: binaries.version,
+      etcdUrl: etcd,
+      kubeletPort: kubelet.port,
+      pids: () => processes.map((p) => p.pid),
       writeKubeconfig,
       kubectl: (args, o = {}) => runKubectl(args, o.kubeconfig ?? adminKubeconfig, kubectlHome, o.input, o.timeoutMs ?? 60_000),
       setBehaviour(fn) {
