@@ -16,7 +16,7 @@ import type { TskoEvent } from '../../src/events.js';
 import { rolloutStatus, type Deployment } from '../../src/deploy/kube-rollout.js';
 import { startControlPlane, type ControlPlane, type PodBehaviour } from '../support/control-plane/index.js';
 import { kubeClient } from '../support/control-plane/kube-client.js';
-import { DIGEST_REF, errorLine, helloCopy, type HelloCopy } from '../support/deploy-fixture.js';
+import { errorLine, helloCopy, type HelloCopy } from '../support/deploy-fixture.js';
 import { startDev } from '../support/dev-process.js';
 import { freePort, startDockerRegistry, type DockerRegistry } from '../support/docker-registry.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -24,6 +24,8 @@ import { makeTempDir } from '../support/tmp.js';
 const TEST_TIMEOUT = 240_000;
 const DEPLOYER_TOKEN = 'deployer-token-0123456789';
 const VIEWER_TOKEN = 'viewer-token-0123456789';
+/** An image tsko pushed to the test registry, by digest. */
+const DIGEST_REF = /^127\.0\.0\.1:\d+\/dev\/hello-[0-9a-f]{32}@sha256:[0-9a-f]{64}$/;
 const CRASH_LOGS = ['starting hello', 'panic: cannot open config: no such file', 'goroutine 1 [running]:'];
 
 type Mode = 'ready' | 'crash' | 'image-pull';
@@ -64,14 +66,16 @@ describe('tsko and the Kubernetes target on a real control plane', () => {
       return { kind: 'ready' };
     });
     hello = await helloCopy('kube-real');
-    hello.env.KO_DOCKER_REPO = registry.host;
+    hello.env.KO_DOCKER_REPO = `${registry.host}/dev`;
     // The deployer reads its token from a file (kubeconfig `tokenFile`), as a projected service-account token is read.
     const tokenFile = join(dir, 'deployer.token');
     await writeFile(tokenFile, `${DEPLOYER_TOKEN}\n`, { mode: 0o600 });
     deployerConfig = await cp.writeKubeconfig({ name: 'deployer', tokenFile });
     viewerConfig = await cp.writeKubeconfig({ name: 'viewer', token: VIEWER_TOKEN });
-    await must(cp.kubectl(['create', 'rolebinding', 'deployer-edit', '--clusterrole=edit', '--user=deployer', '-n', 'default']));
-    await must(cp.kubectl(['create', 'rolebinding', 'viewer-view', '--clusterrole=view', '--user=viewer', '-n', 'default']));
+    // Roles of their own: the aggregated edit/view ClusterRoles need the controller manager's clusterrole-aggregation controller.
+    await grant('default');
+    await must(cp.kubectl(['create', 'role', 'viewer', '--verb=get,list,watch', '--resource=deployments.apps,replicasets.apps,pods,configmaps', '-n', 'default']));
+    await must(cp.kubectl(['create', 'rolebinding', 'viewer', '--role=viewer', '--user=viewer', '-n', 'default']));
     await must(cp.kubectl(['create', 'deployment', 'hello', '--image=example.com/hello:old', '--replicas=2']));
     await must(cp.kubectl(['rollout', 'status', 'deployment/hello', '--timeout=120s']));
   });
@@ -85,6 +89,11 @@ describe('tsko and the Kubernetes target on a real control plane', () => {
     const result = await run;
     assert.equal(result.exitCode, 0, result.stderr);
     return result.stdout;
+  };
+  /** What the deployer may do in a namespace: what tsko needs, as a Role of its own. */
+  const grant = async (namespace: string) => {
+    await must(cp.kubectl(['create', 'role', 'deployer', '--verb=get,list,watch,patch,create,update', '--resource=deployments.apps,replicasets.apps,pods,pods/log,configmaps', '-n', namespace]));
+    await must(cp.kubectl(['create', 'rolebinding', 'deployer', '--role=deployer', '--user=deployer', '-n', namespace]));
   };
   const deploy = (args: string[], kubeconfig = deployerConfig, env: Record<string, string | undefined> = {}) =>
     hello.deploy(['--target', 'kubernetes', '--json', ...args], { KUBECONFIG: kubeconfig, ...env });
@@ -165,7 +174,7 @@ describe('tsko and the Kubernetes target on a real control plane', () => {
     await must(cp.kubectl(['create', 'namespace', 'locked']));
     await must(cp.kubectl(['label', 'namespace', 'locked', 'pod-security.kubernetes.io/enforce=restricted']));
     await must(cp.kubectl(['create', 'deployment', 'hello', '-n', 'locked', '--image=example.com/hello:old']));
-    await must(cp.kubectl(['create', 'rolebinding', 'deployer-edit', '--clusterrole=edit', '--user=deployer', '-n', 'locked']));
+    await grant('locked');
     await hello.setVersion('hello locked');
     const result = await deploy(['--namespace', 'locked', '--timeout', '200']);
     assert.equal(result.code, 1, result.stderr);
