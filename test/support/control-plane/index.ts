@@ -134,7 +134,11 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
   let client: KubeClient | undefined;
   let stopped = false;
   let behaviour: BehaviourFn = options.behaviour ?? defaultBehaviour;
-  const logs = (): string => processes.map((p) => `--- ${p.name} (pid ${p.pid}${p.exited() ? ', exited' : ''}) ---\n${p.output().slice(-6000)}`).join('\n');
+  let kubeletLog = '';
+  const logs = (): string => [
+    ...processes.map((p) => `--- ${p.name} (pid ${p.pid}${p.exited() ? ', exited' : ''}) ---\n${p.output().slice(-6000)}`),
+    `--- stand-in kubelet ---\n${kubeletLog}`,
+  ].join('\n');
 
   const stop = async (): Promise<void> => {
     if (stopped) return;
@@ -177,6 +181,8 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
       `--controllers=${[
         'deployment-controller', 'replicaset-controller', 'serviceaccount-controller', 'serviceaccount-token-controller',
         'namespace-controller', 'garbage-collector-controller', 'root-ca-certificate-publisher-controller',
+        // Fills the aggregated ClusterRoles (view, edit, admin) tests bind users to.
+        'clusterrole-aggregation-controller',
       ].join(',')}`,
       '--leader-elect=false',
       '--secure-port=0',
@@ -190,6 +196,9 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
       keyFile: certs.kubeletKey,
       kubeVersion: binaries.version,
       behaviour: () => behaviour,
+      log: (line) => {
+        kubeletLog = `${kubeletLog}${line}\n`.slice(-16 * 1024);
+      },
     });
 
     await waitFor('the default ServiceAccount', async () => {

@@ -31,9 +31,12 @@ export function kubeClient(server: string, ca: string, token: string): KubeClien
   return {
     request(method, path, body, contentType = 'application/json', signal) {
       return new Promise((resolve, reject) => {
-        const payload = body === undefined ? undefined : JSON.stringify(body);
+        const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+        // An explicit length: node sends a DELETE body without one (no chunking for DELETE), and the
+        // apiserver would read it as the next request on the kept-alive connection.
+        const sent = payload !== undefined ? { ...headers(contentType), 'Content-Length': String(payload.length) } : headers();
         const req = request(
-          { host: base.hostname, port: base.port, path, method, agent, headers: headers(payload !== undefined ? contentType : undefined), timeout: 30_000, ...(signal ? { signal } : {}) },
+          { host: base.hostname, port: base.port, path, method, agent, headers: sent, timeout: 30_000, ...(signal ? { signal } : {}) },
           (res) => {
             const chunks: Buffer[] = [];
             res.on('data', (c: Buffer) => chunks.push(c));

@@ -3,7 +3,8 @@
 // chose for their image (Running + Ready, an image pull failure, or a crash loop), writing pod
 // status the way the real kubelet does so the real ReplicaSet and Deployment controllers roll out.
 // It serves /containerLogs over HTTPS so pods/log through the real apiserver returns the crash
-// logs, and finalizes pods marked for deletion so old ReplicaSets really scale down.
+// logs, records the Events the kubelet would (Pulling, Started, Failed, BackOff), and finalizes pods
+// marked for deletion so old ReplicaSets really scale down.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
@@ -127,6 +128,51 @@ export async function startStandInKubelet(options: StandInKubeletOptions): Promi
     else if (res.status >= 300) log(`kubelet: status of ${pod.namespace}/${pod.name}: HTTP ${res.status} ${res.body.slice(0, 300)}`);
   };
 
+  /** Posts the Events the real kubelet records for a container (kubectl describe, event watchers). */
+  const record = async (pod: PodState, c: Container, events: [type: 'Normal' | 'Warning', reason: string, message: string][]): Promise<void> => {
+    for (const [type, reason, message] of events) {
+      if (pod.gone) return;
+      const t = now();
+      const res = await client.request('POST', `/api/v1/namespaces/${pod.namespace}/events`, {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name: `${pod.name}.${randomBytes(8).toString('hex')}`, namespace: pod.namespace },
+        involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid, fieldPath: `spec.containers{${c.name}}` },
+        type,
+        reason,
+        message,
+        source: { component: 'kubelet', host: NODE_NAME },
+        reportingComponent: 'kubelet',
+        reportingInstance: NODE_NAME,
+        firstTimestamp: t,
+        lastTimestamp: t,
+        count: 1,
+      });
+      if (res.status >= 300 && res.status !== 404) log(`kubelet: event ${reason} for ${pod.namespace}/${pod.name}: HTTP ${res.status} ${res.body.slice(0, 300)}`);
+    }
+  };
+
+  const pullFailed = (c: Container): [type: 'Warning', reason: string, message: string][] => [
+    ['Warning', 'Failed', `Failed to pull image "${c.image}": ${pullError(c.image)}`],
+    ['Warning', 'Failed', 'Error: ErrImagePull'],
+  ];
+
+  /** The events of a container's first start, by its fate. */
+  const startEvents = (pod: PodState, c: Container): [type: 'Normal' | 'Warning', reason: string, message: string][] => {
+    const pulling: [type: 'Normal', reason: string, message: string] = ['Normal', 'Pulling', `Pulling image "${c.image}"`];
+    switch (c.behaviour.kind) {
+      case 'image-pull':
+        return [pulling, ...pullFailed(c)];
+      case 'ready':
+        return [pulling, ['Normal', 'Pulled', `Successfully pulled image "${c.image}"`], ['Normal', 'Created', `Created container: ${c.name}`], ['Normal', 'Started', `Started container ${c.name}`]];
+      case 'crash':
+        return [
+          pulling, ['Normal', 'Pulled', `Successfully pulled image "${c.image}"`], ['Normal', 'Created', `Created container: ${c.name}`], ['Normal', 'Started', `Started container ${c.name}`],
+          ['Warning', 'BackOff', crashBackOff(pod, c)],
+        ];
+    }
+  };
+
   const schedule = (pod: PodState): void => {
     if (pod.gone || abort.signal.aborted) return;
     const delays = pod.containers.flatMap((c) => {
@@ -142,24 +188,29 @@ export async function startStandInKubelet(options: StandInKubeletOptions): Promi
   /** One step of each failing container: a crash restarts (count +1), a pull retries or backs off. */
   const advance = async (pod: PodState): Promise<void> => {
     if (pod.gone) return;
+    const events: [Container, [type: 'Normal' | 'Warning', reason: string, message: string][]][] = [];
     for (const c of pod.containers) {
       if (c.behaviour.kind === 'crash') {
         c.restartCount++;
         c.startedAt = now();
         c.finishedAt = now();
         c.backoffSeconds = Math.min(c.backoffSeconds * 2, CRASH_BACKOFF_CAP_S);
+        events.push([c, [['Warning', 'BackOff', crashBackOff(pod, c)]]]);
       } else if (c.behaviour.kind === 'image-pull') {
         if (c.pulling) {
           c.pulling = false;
+          events.push([c, [['Normal', 'BackOff', `Back-off pulling image "${c.image}"`], ['Warning', 'Failed', 'Error: ImagePullBackOff']]]);
         } else {
           // A retry pulls again: the image may have been pushed meanwhile.
           await decide(c);
           c.pulling = true;
           c.backoffSeconds = Math.min(c.backoffSeconds * 2, PULL_BACKOFF_CAP_S);
+          events.push([c, startEvents(pod, c)]);
         }
       }
     }
     await patchStatus(pod);
+    for (const [c, list] of events) await record(pod, c, list);
     schedule(pod);
   };
 
@@ -204,6 +255,7 @@ export async function startStandInKubelet(options: StandInKubeletOptions): Promi
     byName.set(`${ns}/${name}`, pod);
     for (const c of pod.containers) await decide(c);
     await patchStatus(pod);
+    for (const c of pod.containers) await record(pod, c, startEvents(pod, c));
     schedule(pod);
   };
 
@@ -232,7 +284,7 @@ export async function startStandInKubelet(options: StandInKubeletOptions): Promi
       deleting.add(uid);
       forget(uid);
       const res = await client.request('DELETE', path, { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0, preconditions: { uid } });
-      if (res.status >= 300 && res.status !== 404 && res.status !== 409) log(`kubelet: delete ${ns}/${name}: HTTP ${res.status}`);
+      if (res.status >= 300 && res.status !== 404 && res.status !== 409) log(`kubelet: delete ${ns}/${name}: HTTP ${res.status} ${res.body.slice(0, 300)}`);
       return;
     }
     const nodeName = obj.spec?.nodeName;
@@ -339,6 +391,14 @@ async function registerNode(client: KubeClient, port: number, kubeVersion: strin
   if (untainted.status >= 300) throw new Error(`node taints: HTTP ${untainted.status} ${untainted.body.slice(0, 300)}`);
 }
 
+function pullError(image: string): string {
+  return `failed to pull and unpack image "${image}": failed to resolve reference "${image}": not found`;
+}
+
+function crashBackOff(pod: PodState, c: Container): string {
+  return `Back-off restarting failed container ${c.name} in pod ${pod.name}_${pod.namespace}(${pod.uid})`;
+}
+
 function containerStatus(pod: PodState, c: Container): Record<string, unknown> {
   const common = { name: c.name, image: c.image, imageID: c.behaviour.kind === 'image-pull' ? '' : c.image, restartCount: c.restartCount };
   switch (c.behaviour.kind) {
@@ -362,7 +422,7 @@ function containerStatus(pod: PodState, c: Container): Record<string, unknown> {
         started: false,
         state: {
           waiting: c.pulling
-            ? { reason: 'ErrImagePull', message: `failed to pull and unpack image "${c.image}": failed to resolve reference "${c.image}": not found` }
+            ? { reason: 'ErrImagePull', message: pullError(c.image) }
             : { reason: 'ImagePullBackOff', message: `Back-off pulling image "${c.image}"` },
         },
       };
