@@ -379,7 +379,8 @@ describe('tsko and the Kubernetes target on a real control plane', () => {
           const kubectl = kubectlRolloutStatus(deployerConfig, join(dir, 'kubectl-home'));
           const end = await dev.waitFor((e) => e.type === 'iteration.end', { timeoutMs: 180_000, from });
           assert.ok(end.type === 'iteration.end' && end.result === 'deployed', JSON.stringify(end));
-          const rolledOut = dev.events.slice(from).find((e) => e.type === 'rollout' && /rolled out in/.test(e.message));
+          // tsko's decision is its `successfully rolled out` line (the ReplicaSet's name is looked up after it).
+          const rolledOut = dev.events.slice(from).find((e) => e.type === 'rollout' && /successfully rolled out/.test(e.message));
           assert.ok(rolledOut, 'the rolled-out event');
           const seen = await kubectl;
           assert.equal(seen.exitCode, 0, seen.stderr);
@@ -406,7 +407,8 @@ describe('tsko and the Kubernetes target on a real control plane', () => {
       assert.ok(times.every((ms) => Number.isFinite(ms) && ms > 0), times.join(', '));
     } finally {
       dev.child.kill('SIGINT');
-      assert.equal(await dev.exited(30_000), 0, dev.stderr());
+      // 130: ended by SIGINT, as a shell reports it.
+      assert.equal(await dev.exited(30_000), 130, dev.stderr());
     }
   });
 });
