@@ -12,6 +12,7 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spawn } from 'node:child_process';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { TskoEvent } from '../../src/events.js';
 import { rolloutStatus, type Deployment } from '../../src/deploy/kube-rollout.js';
 import { startControlPlane, type ControlPlane, type PodBehaviour } from '../support/control-plane/index.js';
@@ -24,6 +25,7 @@ import { makeTempDir } from '../support/tmp.js';
 const TEST_TIMEOUT = 240_000;
 const DEPLOYER_TOKEN = 'deployer-token-0123456789';
 const VIEWER_TOKEN = 'viewer-token-0123456789';
+const POLLER_TOKEN = 'poller-token-0123456789';
 /** An image tsko pushed to the test registry, by digest. */
 const DIGEST_REF = /^127\.0\.0\.1:\d+\/dev\/hello-[0-9a-f]{32}@sha256:[0-9a-f]{64}$/;
 const CRASH_LOGS = ['starting hello', 'panic: cannot open config: no such file', 'goroutine 1 [running]:'];
@@ -36,6 +38,7 @@ interface AuditEvent {
   userAgent?: string;
   objectRef?: { resource?: string; namespace?: string; name?: string };
   requestObject?: Record<string, unknown>;
+  impersonatedUser?: { username: string; groups?: string[] };
   responseStatus?: { code?: number };
 }
 
@@ -56,6 +59,7 @@ describe('tsko and the Kubernetes target on a real control plane', () => {
       users: [
         { name: 'deployer', token: DEPLOYER_TOKEN },
         { name: 'viewer', token: VIEWER_TOKEN },
+        { name: 'poller', token: POLLER_TOKEN },
       ],
     });
     registry = await startDockerRegistry();
@@ -270,13 +274,41 @@ describe('tsko and the Kubernetes target on a real control plane', () => {
     const runs = join(dir, 'plugin-runs');
     const plugin = join(dir, 'token-plugin.sh');
     // Its first token is one the cluster does not take; every later run hands out the deployer's.
-    await writeFile(plugin, `#!/bin/sh\nif [ -f ${runs} ]; then t=${DEPLOYER_TOKEN}; else t=stale-token; fi\necho run >> ${runs}\nprintf '{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","status":{"token":"%s"}}' "$t"\n`, { mode: 0o755 });
+    const execInfo = join(dir, 'exec-info.json');
+    await writeFile(plugin, `#!/bin/sh\nprintf '%s' "$KUBERNETES_EXEC_INFO" > ${execInfo}\nif [ -f ${runs} ]; then t=${DEPLOYER_TOKEN}; else t=stale-token; fi\necho run >> ${runs}\nprintf '{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","status":{"token":"%s"}}' "$t"\n`, { mode: 0o755 });
     const refreshConfig = join(dir, 'kubeconfig-refresh');
-    await writeFile(refreshConfig, config({ apiVersion: 'client.authentication.k8s.io/v1beta1', command: plugin, interactiveMode: 'Never' }));
+    await writeFile(refreshConfig, config({ apiVersion: 'client.authentication.k8s.io/v1beta1', command: plugin, interactiveMode: 'Never', provideClusterInfo: true }));
     await hello.setVersion('hello refresh');
     const refreshed = await deploy([], refreshConfig);
     assert.equal(refreshed.code, 0, refreshed.stderr);
     assert.equal((await readFile(runs, 'utf8')).split('\n').filter(Boolean).length, 2, 'the plugin ran twice');
+    // As client-go, the plugin is told its API version, that it may not prompt, and (provideClusterInfo) the cluster.
+    const info = JSON.parse(await readFile(execInfo, 'utf8')) as { apiVersion: string; kind: string; spec: { interactive: boolean; cluster?: { server: string } } };
+    assert.deepEqual([info.apiVersion, info.kind, info.spec.interactive, info.spec.cluster?.server], ['client.authentication.k8s.io/v1beta1', 'ExecCredential', false, server]);
+  });
+
+  it('impersonation from the kubeconfig (as, as-groups): the admin acts as a user whose group holds the Role', { timeout: TEST_TIMEOUT }, async () => {
+    await must(cp.kubectl(['create', 'rolebinding', 'release-team', '--role=deployer', '--group=release-team', '-n', 'default']));
+    const config = parseYaml(await readFile(cp.adminKubeconfig, 'utf8')) as { users: Array<{ user: Record<string, unknown> }> };
+    Object.assign(config.users[0]?.user ?? {}, { as: 'ci-bot', 'as-groups': ['release-team'] });
+    const impersonating = join(dir, 'kubeconfig-impersonating');
+    await writeFile(impersonating, stringifyYaml(config));
+    await hello.setVersion('hello impersonated');
+    const result = await deploy([], impersonating);
+    assert.equal(result.code, 0, result.stderr);
+    const patch = (await audit()).findLast((e) => e.verb === 'patch' && e.objectRef?.name === 'hello');
+    assert.deepEqual(patch?.impersonatedUser, { username: 'ci-bot', groups: ['release-team', 'system:authenticated'] });
+  });
+
+  it('a user who may not watch Deployments is followed by polling, and still rolls out', { timeout: TEST_TIMEOUT }, async () => {
+    await must(cp.kubectl(['create', 'role', 'poller', '--verb=get,list,patch', '--resource=deployments.apps,replicasets.apps,pods', '-n', 'default']));
+    await must(cp.kubectl(['create', 'rolebinding', 'poller', '--role=poller', '--user=poller', '-n', 'default']));
+    const config = await cp.writeKubeconfig({ name: 'poller', token: POLLER_TOKEN });
+    await hello.setVersion('hello polled');
+    const result = await deploy([], config);
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(eventsOf(result.stdout).some((e) => e.type === 'rollout' && /successfully rolled out/.test(e.message)));
+    assert.match(await image(), DIGEST_REF);
   });
 
   describe('the preflight fails before the first build, in one line with the fix', () => {
