@@ -242,6 +242,13 @@ export async function startFakeKube(options: FakeKubeOptions): Promise<FakeKube>
     if (path === '/api/v1') return json(res, { kind: 'APIResourceList', groupVersion: 'v1', resources: RESOURCES_V1 });
     if (path === '/apis/apps/v1') return json(res, { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: APPS, resources: RESOURCES_APPS });
     if (path.startsWith('/openapi')) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
+    // Namespaces as a cluster has them: default, and every one an object was put in; others are 404.
+    const namespace = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path)?.[1];
+    if (namespace !== undefined && req.method === 'GET') {
+      const known = namespace === 'default' || [...store.keys()].some((p) => p.includes(`/namespaces/${namespace}/`));
+      if (!known) return status(res, 404, 'NotFound', `namespaces "${namespace}" not found`);
+      return json(res, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace }, status: { phase: 'Active' } });
+    }
 
     const m = /^\/(api\/v1|apis\/apps\/v1)\/namespaces\/([^/]+)\/([a-z]+)(?:\/([^/]+))?(?:\/(log|status))?$/.exec(path);
     if (!m) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
