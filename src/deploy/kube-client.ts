@@ -282,6 +282,17 @@ function unreachable(connection: KubeConnection, err: unknown): TskoError {
   });
 }
 
+const VERBS: Record<KubeRequest['method'], string> = { GET: 'get', PATCH: 'patch', POST: 'create', PUT: 'update', DELETE: 'delete' };
+
+/** The `kubectl auth can-i` line for a refused request: its verb, resource(.group)[/name] and namespace. */
+function canIFor(connection: KubeConnection, req: KubeRequest): string {
+  const m = /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)(?:\/namespaces\/([^/]+))?\/([^/]+)(?:\/([^/]+))?/.exec(req.path);
+  const verb = req.query?.watch === 'true' ? 'watch' : VERBS[req.method];
+  if (!m) return `kubectl auth can-i ${verb} ${req.path} --context ${connection.context}`;
+  const [, group, namespace, resource, name] = m;
+  return `kubectl auth can-i ${verb} ${resource}${group ? `.${group}` : ''}${name ? `/${name}` : ''}${namespace ? ` -n ${namespace}` : ''} --context ${connection.context}`;
+}
+
 function apiError(connection: KubeConnection, req: KubeRequest, status: number, body: string): KubeApiError {
   let parsed: Status = {};
   try {
@@ -303,7 +314,7 @@ function apiError(connection: KubeConnection, req: KubeRequest, status: number, 
       status,
       parsed.reason ?? 'Forbidden',
       `kubeconfig user "${connection.user}" (${where(connection)}) may not ${req.method} ${req.path}: ${detail}`,
-      `ask for the permission, or check it with kubectl --context ${connection.context} auth can-i`,
+      `ask for the permission; check it with ${canIFor(connection, req)}`,
     );
   }
   return new KubeApiError(status, parsed.reason, `${req.method} ${req.path}: ${detail} (HTTP ${status})`);

@@ -352,6 +352,12 @@ describe('tsko and the Kubernetes target on a real control plane', () => {
       assert.equal(failedPreflight(result.stdout).reason, 'Forbidden');
       assert.match(errorLine(result.stderr), /^tsko: kubeconfig user "viewer" \(context "viewer"\) may not patch deployment "hello" in namespace "default"/);
       assert.match(result.stderr, /kubectl auth can-i patch deployments\.apps\/hello -n default --context viewer/);
+
+      // Where the viewer may not even read the Deployment, the preflight's GET is what is refused.
+      const unreadable = await deploy(['--namespace', 'locked'], viewerConfig);
+      assert.equal(failedPreflight(unreadable.stdout).reason, 'Forbidden');
+      assert.match(errorLine(unreadable.stderr), /^tsko: kubeconfig user "viewer" \(context "viewer"\) may not GET \/apis\/apps\/v1\/namespaces\/locked\/deployments\/hello: deployments\.apps "hello" is forbidden: User "viewer" cannot get resource "deployments"/);
+      assert.match(unreadable.stderr, /hint: ask for the permission; check it with kubectl auth can-i get deployments\.apps\/hello -n locked --context viewer/);
     });
 
     it('an API server nobody answers on', { timeout: TEST_TIMEOUT }, async () => {
