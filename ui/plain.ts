@@ -62,8 +62,8 @@ export function formatPlainEvent(event: TskoEvent, verbose = false): string | un
     case 'rollout':
       return `${prefix}${event.message}`;
     case 'rollout.failed':
-      // The target's own reason, then a crash's last log lines (the dev loop shows nothing else of them).
-      return [`${prefix}rollout failed (${event.target}): ${event.reason}: ${event.message}`, ...(event.logs ?? []).map((line) => `${prefix}  | ${line}`)].join('\n');
+      // One line with the target's own reason; a crash's log lines come with the error's detail.
+      return `${prefix}rollout failed (${event.target}): ${event.reason}: ${event.message}${event.logs?.length ? ` (${event.logs.length} log lines)` : ''}`;
     case 'preflight':
       return event.ok
         ? `${prefix}${event.target} preflight ok in ${ms(event.ms)}: ${event.message}`
