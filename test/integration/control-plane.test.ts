@@ -219,6 +219,9 @@ describe('the test control plane, held to kubectl', () => {
       assert.equal(res.status, 200, `Accept ${accept ?? '(none)'}: ${res.body}`);
       assert.equal(res.body, CRASH_LOGS.map((l) => `${l}\n`).join(''));
     }
+    // The real apiserver refuses text/plain for pods/log (issue 13's first bullet).
+    const plain = await httpsGet(cp, `/api/v1/namespaces/crash/pods/${pod.metadata.name}/log?container=app`, { Authorization: `Bearer ${cp.adminToken}`, Accept: 'text/plain' });
+    assert.equal(plain.status, 406, plain.body);
   });
 
   it('an image missing from the registry shows ErrImagePull, then ImagePullBackOff; once pushed the pod becomes Ready', async () => {

@@ -29,19 +29,20 @@ export function parseImageReference(image: string): ImageReference {
       rest = rest.slice(slash + 1);
     }
   }
-  let reference = 'latest';
+  let digest: string | undefined;
   const at = rest.indexOf('@');
   if (at >= 0) {
-    reference = rest.slice(at + 1);
+    digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
-  } else {
-    const colon = rest.lastIndexOf(':');
-    if (colon >= 0) {
-      reference = rest.slice(colon + 1);
-      rest = rest.slice(0, colon);
-    }
   }
-  return { host, repository: rest, reference };
+  // With the host gone, a colon can only start the tag; a digest beside a tag wins (as in a pull).
+  let tag = 'latest';
+  const colon = rest.lastIndexOf(':');
+  if (colon >= 0) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+  }
+  return { host, repository: rest, reference: digest ?? tag };
 }
 
 function isLoopback(host: string): boolean {

@@ -132,7 +132,6 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
   const processes: ControlPlaneProcess[] = [];
   let kubelet: StandInKubelet | undefined;
   let client: KubeClient | undefined;
-  let stopped = false;
   let behaviour: BehaviourFn = options.behaviour ?? defaultBehaviour;
   let kubeletLog = '';
   const logs = (): string => [
@@ -140,13 +139,16 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
     `--- stand-in kubelet ---\n${kubeletLog}`,
   ].join('\n');
 
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    await kubelet?.stop();
-    client?.close();
-    // The controller manager first, etcd last: nothing talks to a dead etcd.
-    for (const p of [...processes].reverse()) await p.stop();
+  let stopping: Promise<void> | undefined;
+  /** Every call waits for the one teardown. */
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      await kubelet?.stop();
+      client?.close();
+      // The controller manager first, etcd last: nothing talks to a dead etcd.
+      for (const p of [...processes].reverse()) await p.stop();
+    })();
+    return stopping;
   };
 
   try {
@@ -272,7 +274,8 @@ function portProblem(p: ControlPlaneProcess): boolean {
 async function startEtcd(binaries: ControlPlaneBinaries, dir: string, processes: ControlPlaneProcess[]): Promise<string> {
   return withPortRetries('etcd', async () => {
     const clientPort = await freePort();
-    const peerPort = await freePort();
+    let peerPort = await freePort();
+    for (let i = 0; i < 5 && peerPort === clientPort; i++) peerPort = await freePort();
     const clientUrl = `http://127.0.0.1:${clientPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;
     const p = startProcess('etcd', binaries.etcd, [
