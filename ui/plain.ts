@@ -77,6 +77,13 @@ export function formatPlainEvent(event: TskoEvent, verbose = false): string | un
       return `${prefix}${event.revision} | ${event.line}`;
     case 'rollout':
       return `${prefix}${event.message}`;
+    case 'rollout.failed':
+      // One line with the target's own reason; a crash's log lines come with the error's detail.
+      return `${prefix}rollout failed (${event.target}): ${event.reason}: ${event.message}${event.logs?.length ? ` (${event.logs.length} log lines)` : ''}`;
+    case 'preflight':
+      return event.ok
+        ? `${prefix}${event.target} preflight ok in ${ms(event.ms)}: ${event.message}`
+        : `${prefix}${event.target} preflight failed${event.reason ? ` (${event.reason})` : ''}: ${event.message}`;
     case 'error':
       return `${prefix}error: ${event.error.message}${event.error.hint ? ` (hint: ${event.error.hint})` : ''}`;
     default:

@@ -1,9 +1,13 @@
 // Which cluster, user and namespace a Kubernetes deploy talks to: kubeconfig files (KUBECONFIG's
 // list, or ~/.kube/config) merged the way kubectl merges them, a context picked by flag or
 // current-context. Auth itself (tokens, client certs, exec plugins such as gke-gcloud-auth-plugin)
-// is left to @kubernetes/client-node's KubeConfig, which already implements every kind.
-import { existsSync } from 'node:fs';
+// is mostly left to @kubernetes/client-node's KubeConfig; the user fields kubectl honours and
+// client-node 2.0 does not (`tokenFile`, which it looks for as `token-file`; `as-uid`, `as-groups`,
+// `as-user-extra`; KUBERNETES_EXEC_INFO for exec plugins) are read here, from the file itself.
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
 import type { Cluster, Context, KubeConfig, User } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
 import { TskoError } from '../errors.js';
 
 export interface KubeConfigOptions {
@@ -28,6 +32,20 @@ export interface KubeConnection {
   server: string;
   /** The files that were read, for messages. */
   files: string[];
+  /** The user's fields client-node does not apply (see KubeUserExtras). */
+  extras: KubeUserExtras;
+}
+
+/** kubectl's AuthInfo fields that client-node 2.0 leaves out; applied by KubeClient on every request. */
+export interface KubeUserExtras {
+  /** `tokenFile`, absolute (relative paths are relative to the kubeconfig's directory, as kubectl has it). */
+  tokenFile?: string;
+  /** `token`, the fallback when the token file cannot be read (client-go's order). */
+  token?: string;
+  /** `as-uid`, `as-groups`, `as-user-extra`: impersonation beyond `as`, which client-node sends. */
+  impersonateUid?: string;
+  impersonateGroups?: string[];
+  impersonateExtra?: Record<string, string[]>;
 }
 
 type ClientNode = typeof import('@kubernetes/client-node');
@@ -49,10 +67,13 @@ export async function loadKubeConnection(options: KubeConfigOptions): Promise<Ku
     });
   }
   const kc = new KubeConfig();
+  /** user name → its extra fields, from the first file that defines the user (kubectl's merge rule). */
+  const extras = new Map<string, KubeUserExtras>();
   for (const [index, file] of files.entries()) {
     const one = new KubeConfig();
     try {
       one.loadFromFile(file);
+      for (const [name, extra] of userExtras(file)) if (!extras.has(name)) extras.set(name, extra);
     } catch (err) {
       throw new TskoError('KUBE', `cannot read kubeconfig ${file}: ${firstLine(err)}`, { cause: err });
     }
@@ -88,8 +109,11 @@ export async function loadKubeConnection(options: KubeConfigOptions): Promise<Ku
   if (context.user && !user) {
     throw new TskoError('KUBE', `context "${name}" names user "${context.user}", which ${files.join(', ')} does not define`);
   }
+  const extraFields = (context.user && extras.get(context.user)) || {};
+  if (user?.exec) provideExecInfo(user, cluster);
   return {
     kc,
+    extras: extraFields,
     context: name,
     cluster,
     user: context.user || '(none)',
@@ -97,6 +121,53 @@ export async function loadKubeConnection(options: KubeConfigOptions): Promise<Ku
     server: cluster.server.replace(/\/+$/, ''),
     files,
   };
+}
+
+/** The AuthInfo fields client-node does not read, per user, from one kubeconfig file. */
+function userExtras(file: string): Map<string, KubeUserExtras> {
+  const out = new Map<string, KubeUserExtras>();
+  const raw = parseYaml(readFileSync(file, 'utf8')) as { users?: Array<{ name?: unknown; user?: Record<string, unknown> }> } | null;
+  for (const entry of raw?.users ?? []) {
+    const user = entry?.user;
+    if (typeof entry?.name !== 'string' || !user) continue;
+    const extra: KubeUserExtras = {};
+    const tokenFile = user.tokenFile;
+    if (typeof tokenFile === 'string' && tokenFile !== '') extra.tokenFile = isAbsolute(tokenFile) ? tokenFile : join(dirname(file), tokenFile);
+    if (typeof user.token === 'string' && user.token !== '') extra.token = user.token;
+    if (typeof user['as-uid'] === 'string' && user['as-uid'] !== '') extra.impersonateUid = user['as-uid'];
+    const groups = user['as-groups'];
+    if (Array.isArray(groups)) extra.impersonateGroups = groups.filter((g): g is string => typeof g === 'string');
+    const userExtra = user['as-user-extra'];
+    if (userExtra && typeof userExtra === 'object') {
+      extra.impersonateExtra = Object.fromEntries(
+        Object.entries(userExtra as Record<string, unknown>).map(([key, values]) => [key, Array.isArray(values) ? values.map(String) : [String(values)]]),
+      );
+    }
+    out.set(entry.name, extra);
+  }
+  return out;
+}
+
+/**
+ * client-go hands every exec plugin KUBERNETES_EXEC_INFO (an ExecCredential naming the API version,
+ * whether it may prompt, and with provideClusterInfo the cluster); client-node 2.0 sets none. Given
+ * through the exec entry's env, which client-node does pass on.
+ */
+function provideExecInfo(user: User, cluster: Cluster): void {
+  const exec = user.exec as { apiVersion?: string; provideClusterInfo?: boolean; env?: Array<{ name: string; value: string }> | null };
+  const env = (exec.env ?? []).filter((e) => e.name !== 'KUBERNETES_EXEC_INFO');
+  const spec: Record<string, unknown> = { interactive: false };
+  if (exec.provideClusterInfo) {
+    spec.cluster = {
+      server: cluster.server,
+      ...(cluster.tlsServerName ? { 'tls-server-name': cluster.tlsServerName } : {}),
+      ...(cluster.skipTLSVerify ? { 'insecure-skip-tls-verify': true } : {}),
+      ...(cluster.caData ? { 'certificate-authority-data': cluster.caData } : {}),
+      ...(cluster.proxyUrl ? { 'proxy-url': cluster.proxyUrl } : {}),
+    };
+  }
+  const info = { apiVersion: exec.apiVersion ?? 'client.authentication.k8s.io/v1beta1', kind: 'ExecCredential', spec };
+  exec.env = [...env, { name: 'KUBERNETES_EXEC_INFO', value: JSON.stringify(info) }];
 }
 
 function firstLine(err: unknown): string {

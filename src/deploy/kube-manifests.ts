@@ -1,10 +1,12 @@
 // The manifests mode's YAML work: every `ko://<import path>` string in the named files becomes the
 // pushed digest reference. What counts as a reference, and how one is written into the YAML, is
 // src/resolve/'s, the same as `tsko resolve`: a document reaches the server as its own text with
-// only the ko:// scalars edited, so comments, quoting, indentation and key order stay as written.
-// Each reference is also set in the Document, so the objects could be sent as JSON instead.
+// only the ko:// scalars edited, so comments, quoting, indentation and key order stay as written
+// (what `tsko resolve` prints). What reaches the API server is that text read back as one JSON
+// object — as kubectl sends it: a JSON body, no comments, no `---` — read with YAML 1.1's rules,
+// as kubectl's and the API server's YAML decoder (sigs.k8s.io/yaml) reads it.
 import { readFile } from 'node:fs/promises';
-import { Document, isScalar, type Node } from 'yaml';
+import { Document, isScalar, parse as parseYaml, type Node } from 'yaml';
 import { TskoError } from '../errors.js';
 import { documentText, listItems, parseDocuments } from '../resolve/documents.js';
 import { referencesIn, replaceReference, type KoReference } from '../resolve/references.js';
@@ -18,8 +20,10 @@ export interface ManifestObject {
   kind: string;
   name: string;
   namespace: string | undefined;
-  /** The document as resolved YAML, ready for server-side apply. */
+  /** The document as resolved YAML, comments kept (for people). */
   yaml: string;
+  /** The object itself, the server-side apply body (JSON). */
+  body: Record<string, unknown>;
   /** The import paths it references (before resolution). */
   importPaths: string[];
 }
@@ -28,7 +32,7 @@ export interface ResolvedManifests {
   /** Objects whose every ko:// reference resolved. */
   objects: ManifestObject[];
   /** Objects left out because they reference an import path with no pushed image yet. */
-  skipped: Array<{ object: string; missing: string[] }>;
+  skipped: Array<{ object: string; missing: string[] } & Pick<ManifestObject, 'apiVersion' | 'kind' | 'name' | 'namespace' | 'importPaths'>>;
 }
 
 /** Reads and resolves the files; `references` maps import path → pushed digest reference. */
@@ -59,11 +63,13 @@ export async function resolveManifests(files: string[], references: ReadonlyMap<
         const object = describe(node, where);
         const found = referencesIn(node, file, parsed.lines);
         const missing = resolveObject(found, references);
+        const importPaths = found.map((ref) => ref.spec);
         if (missing.length > 0) {
-          skipped.push({ object: `${object.kind}/${object.name}`, missing });
+          skipped.push({ object: `${object.kind}/${object.name}`, missing, ...object, importPaths });
           continue;
         }
-        objects.push({ ...object, file, index: parsed.index, yaml: print(), importPaths: found.map((ref) => ref.spec) });
+        const yaml = print();
+        objects.push({ ...object, file, index: parsed.index, yaml, body: jsonBody(yaml, where), importPaths });
       }
     }
   }
@@ -80,6 +86,19 @@ function resolveObject(found: readonly KoReference[], references: ReadonlyMap<st
   if (missing.size > 0) return [...missing];
   for (const ref of found) replaceReference(ref, references.get(ref.spec) as string);
   return [];
+}
+
+/** The resolved text as the object kubectl would send: YAML 1.1 scalars (yes/no, 0777) and merge keys (<<). */
+function jsonBody(yaml: string, where: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    // Timestamps stay the strings they are written as (a Date would come back reformatted).
+    value = parseYaml(yaml, { version: '1.1', merge: true, maxAliasCount: 1000, customTags: (tags) => tags.filter((tag) => typeof tag === 'string' || tag.tag !== 'tag:yaml.org,2002:timestamp') });
+  } catch (err) {
+    throw new TskoError('KUBE', `${where} cannot be read as one object: ${(err as Error).message.split('\n')[0] ?? ''}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new TskoError('KUBE', `${where} is not an object`);
+  return value as Record<string, unknown>;
 }
 
 /** A List item has no text of its own that stands alone (it is indented under `items:`); printed from its node. */

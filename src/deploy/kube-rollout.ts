@@ -15,9 +15,10 @@ export interface ContainerSpec {
 }
 
 export interface Deployment {
-  metadata: { name: string; namespace?: string; uid?: string; generation?: number; annotations?: Record<string, string> };
+  metadata: { name: string; namespace?: string; uid?: string; generation?: number; resourceVersion?: string; annotations?: Record<string, string> };
   spec: {
     replicas?: number;
+    paused?: boolean;
     selector?: { matchLabels?: Record<string, string> };
     template: { metadata?: { labels?: Record<string, string> }; spec: { containers: ContainerSpec[] } };
   };
@@ -141,4 +142,51 @@ export function diagnosePods(pods: Pod[], image: string): PodProblem | undefined
   // The most telling first: what will not cure itself, then crashes, then the rest.
   problems.sort((a, b) => Number(b.fatal) - Number(a.fatal) || Number(b.wantsLogs) - Number(a.wantsLogs));
   return problems[0];
+}
+
+export interface RolloutBlocker {
+  /** The Deployment's own reason: DeploymentPaused, FailedCreate (ReplicaFailure), ProgressDeadlineExceeded. */
+  reason: string;
+  message: string;
+  hint?: string;
+}
+
+/**
+ * What stops a rollout for good, read from the Deployment alone, so it is reported the moment the
+ * controller says so instead of at the timeout: a paused Deployment (its new image waits for
+ * `kubectl rollout resume`), pods its ReplicaSet cannot create (ReplicaFailure: a Pod Security
+ * violation, a quota), a progress deadline passed.
+ */
+export function rolloutBlocker(deployment: Deployment, minGeneration = 0): RolloutBlocker | undefined {
+  const name = deployment.metadata.name;
+  const namespace = deployment.metadata.namespace ?? 'default';
+  if (deployment.spec.paused) {
+    return {
+      reason: 'DeploymentPaused',
+      message: `deployment "${name}" is paused: the new image is set but will not roll out until it is resumed`,
+      hint: `kubectl rollout resume deployment/${name} -n ${namespace}`,
+    };
+  }
+  const generation = deployment.metadata.generation ?? 0;
+  if (generation < minGeneration || generation > (deployment.status?.observedGeneration ?? 0)) return undefined;
+  const conditions = deployment.status?.conditions ?? [];
+  const failure = conditions.find((c) => c.type === 'ReplicaFailure' && c.status === 'True');
+  if (failure) {
+    return {
+      reason: failure.reason ?? 'ReplicaFailure',
+      message: `deployment "${name}" cannot create pods: ${oneLine(failure.message ?? failure.reason ?? 'ReplicaFailure')}`,
+      hint: /PodSecurity/.test(failure.message ?? '')
+        ? `make the pod template meet namespace "${namespace}"'s Pod Security level (securityContext), or relax its pod-security.kubernetes.io/enforce label`
+        : `kubectl describe replicaset -n ${namespace} -l ${Object.entries(deployment.spec.selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || `app=${name}`}`,
+    };
+  }
+  const progressing = conditions.find((c) => c.type === 'Progressing');
+  if (progressing?.reason === 'ProgressDeadlineExceeded') {
+    return { reason: 'ProgressDeadlineExceeded', message: `deployment "${name}" exceeded its progress deadline` };
+  }
+  return undefined;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
 }

@@ -4,13 +4,16 @@
 // `kubectl rollout status` decides, failing early (with the pods' reason and a crash's last log
 // lines) when a new pod is in a state that will not cure itself. The Deployment's old pods keep
 // serving a failed rollout, as a RollingUpdate does.
-import { sleep } from '../abort.js';
+import { throwIfAborted } from '../abort.js';
 import { TskoError, isAbortError } from '../errors.js';
 import type { EventBus } from '../events.js';
-import { KubeApiError, KubeClient } from './kube-client.js';
+import { KubeApiError, KubeClient, KubeError } from './kube-client.js';
 import type { KubeConfigOptions, KubeConnection } from './kube-config.js';
 import { resolveManifests, type ManifestObject } from './kube-manifests.js';
-import { diagnosePods, rolloutStatus, type Deployment, type Pod, type PodProblem } from './kube-rollout.js';
+import { diagnosePods, rolloutBlocker, rolloutStatus, type Deployment, type Pod, type PodProblem } from './kube-rollout.js';
+import { deploymentPath, getDeployment, pickContainer, resourceOf, type ResourceInfo } from './kube-objects.js';
+import { preflightDeployment, preflightManifests } from './kube-preflight.js';
+import { deploymentUpdates } from './kube-watch.js';
 import { assertRegistryReachable } from './loopback.js';
 import type { DeployRequest, DeployResult, Rollout, Target } from './target.js';
 
@@ -48,7 +51,7 @@ const LOG_LINES = 20;
 export function createKubernetesTarget(options: KubernetesTargetOptions): KubernetesTarget {
   const client = new KubeClient(options.kubeconfig);
   const references = options.references ?? new Map<string, string>();
-  const resources = new Map<string, { plural: string; namespaced: boolean }>();
+  const resources = new Map<string, ResourceInfo>();
   return {
     kind: 'kubernetes',
     server: async () => (await client.connect()).server,
@@ -70,6 +73,33 @@ export function createKubernetesTarget(options: KubernetesTargetOptions): Kubern
       const run = options.manifests && options.manifests.length > 0 ? applyManifests : patchDeployment;
       return run({ client, connection, options, request, references, resources });
     },
+    async preflight(request) {
+      const started = performance.now();
+      const emit = (ok: boolean, message: string, reason?: string) =>
+        request.events.emit({ type: 'preflight', target: 'kubernetes', service: request.service, ok, ms: Math.round(performance.now() - started), message, ...(reason ? { reason } : {}) });
+      try {
+        const connection = await client.connect();
+        const ctx = {
+          client,
+          connection,
+          service: request.service,
+          importPath: request.importPath,
+          deployment: options.deployment,
+          container: options.container,
+          manifests: options.manifests ?? [],
+          resources,
+          signal: request.signal,
+        };
+        emit(true, await (ctx.manifests.length > 0 ? preflightManifests(ctx) : preflightDeployment(ctx)));
+      } catch (err) {
+        if (isAbortError(err)) throw err;
+        // A kubeconfig fixed after a failed check is read again by the next attempt.
+        await client.reset();
+        const reason = err instanceof KubeError ? err.reason : err instanceof TskoError && err.code === 'KUBE' ? 'KubeconfigInvalid' : undefined;
+        emit(false, err instanceof Error ? err.message : String(err), reason);
+        throw err;
+      }
+    },
     close: () => client.close(),
   };
 }
@@ -80,11 +110,7 @@ interface DeployContext {
   options: KubernetesTargetOptions;
   request: DeployRequest;
   references: Map<string, string>;
-  resources: Map<string, { plural: string; namespaced: boolean }>;
-}
-
-function deploymentPath(namespace: string, name: string): string {
-  return `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments/${encodeURIComponent(name)}`;
+  resources: Map<string, ResourceInfo>;
 }
 
 async function patchDeployment(ctx: DeployContext): Promise<Rollout> {
@@ -92,17 +118,7 @@ async function patchDeployment(ctx: DeployContext): Promise<Rollout> {
   const name = options.deployment ?? request.service;
   const namespace = connection.namespace;
   const path = deploymentPath(namespace, name);
-  let current: Deployment;
-  try {
-    current = await client.json<Deployment>({ method: 'GET', path, signal: request.signal });
-  } catch (err) {
-    if (err instanceof KubeApiError && err.status === 404) {
-      throw new TskoError('KUBE', `deployment "${name}" not found in namespace "${namespace}" (context "${connection.context}", ${connection.server})`, {
-        hint: `create it once (kubectl create deployment ${name} --image=${request.reference}), or name another with --deployment / --namespace`,
-      });
-    }
-    throw err;
-  }
+  const current = await getDeployment(client, connection, name, request.signal, request.reference);
   const containers = current.spec.template.spec.containers;
   const container = pickContainer(containers.map((c) => c.name), options.container, request.service, `deployment "${name}" in namespace "${namespace}"`);
 
@@ -131,59 +147,82 @@ async function patchDeployment(ctx: DeployContext): Promise<Rollout> {
   return { ready: () => waitForRollout(ctx, patched) };
 }
 
-function pickContainer(names: string[], wanted: string | undefined, service: string, what: string): string {
-  if (wanted !== undefined) {
-    if (names.includes(wanted)) return wanted;
-    throw new TskoError('KUBE', `${what} has no container "${wanted}" (it has: ${names.join(', ') || 'none'})`, { hint: 'check --container' });
-  }
-  if (names.length === 1) return names[0] as string;
-  if (names.includes(service)) return service;
-  throw new TskoError('KUBE', `${what} has ${names.length} containers (${names.join(', ')}); pass --container to say which runs the image`);
-}
-
-/** Polls the Deployment until kubectl would call it rolled out, the deadline passes, or a pod says why not. */
+/**
+ * Follows the Deployment (a watch from the PATCH answer's resourceVersion) until kubectl would call
+ * it rolled out; fails at once when the Deployment says it cannot (paused, ReplicaFailure, progress
+ * deadline) or a new pod is in a state that will not cure itself, and at the timeout otherwise.
+ */
 async function waitForRollout(ctx: DeployContext, patched: Deployment): Promise<DeployResult> {
   const { client, connection, options, request } = ctx;
   const { events, signal } = request;
   const name = patched.metadata.name;
   const namespace = patched.metadata.namespace ?? connection.namespace;
-  const path = deploymentPath(namespace, name);
   const minGeneration = patched.metadata.generation ?? 0;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const started = performance.now();
+  const deadline = started + timeoutMs;
   let lastMessage = '';
-  let lastDiagnosis = started;
-  let deployment = patched;
-  let delay = 100;
-  for (;;) {
-    const status = rolloutStatus(deployment, minGeneration);
-    if (status.message !== lastMessage) {
-      lastMessage = status.message;
-      events.emit({ type: 'rollout', target: 'kubernetes', message: status.message });
+  let nextDiagnosis = started + DIAGNOSE_AFTER_MS;
+  let deployment: Deployment = { ...patched, metadata: { ...patched.metadata, namespace } };
+
+  const stop = new AbortController();
+  const updates = deploymentUpdates({
+    client,
+    namespace,
+    name,
+    ...(patched.metadata.resourceVersion ? { resourceVersion: patched.metadata.resourceVersion } : {}),
+    signal: AbortSignal.any([signal, stop.signal]),
+  });
+  // Settled both ways, so an update that fails while nobody awaits it is not an unhandled rejection.
+  const next = () => updates.next().then((result) => ({ result }), (error: unknown) => ({ error }));
+  let pending = next();
+  try {
+    for (;;) {
+      const blocker = rolloutBlocker(deployment, minGeneration);
+      if (blocker) {
+        const problem = blocker.reason === 'ProgressDeadlineExceeded' ? await podProblem(ctx, deployment, namespace) : undefined;
+        throw await rolloutFailure(ctx, namespace, {
+          reason: blocker.reason,
+          message: `${blocker.message}${problem ? `: ${describeProblem(problem)}` : ''}`,
+          ...(blocker.hint ? { hint: blocker.hint } : {}),
+          problem,
+        });
+      }
+      const status = rolloutStatus(deployment, minGeneration);
+      if (status.message !== lastMessage) {
+        lastMessage = status.message;
+        events.emit({ type: 'rollout', target: 'kubernetes', message: status.message });
+      }
+      if (status.state === 'done') break;
+      if (status.state === 'failed') throw await rolloutFailure(ctx, namespace, { reason: 'RolloutFailed', message: status.message, problem: await podProblem(ctx, deployment, namespace) });
+      const now = performance.now();
+      if (now >= deadline) {
+        const problem = await podProblem(ctx, deployment, namespace);
+        const progress = lastMessage.replace(/^Waiting for deployment "[^"]+" rollout to finish: /, '').replace(/\.\.\.$/, '');
+        throw await rolloutFailure(ctx, namespace, {
+          reason: problem?.reason ?? 'Timeout',
+          message: `rollout of deployment "${name}" timed out after ${Math.round(timeoutMs / 1000)} s: ${problem ? describeProblem(problem) : progress}`,
+          problem,
+        });
+      }
+      if (now >= nextDiagnosis) {
+        nextDiagnosis = now + DIAGNOSE_AFTER_MS;
+        const problem = await podProblem(ctx, deployment, namespace);
+        if (problem?.fatal) throw await rolloutFailure(ctx, namespace, { reason: problem.reason, message: `rollout of deployment "${name}" failed: ${describeProblem(problem)}`, problem });
+      }
+      const tick = timer(Math.max(0, Math.min(nextDiagnosis, deadline) - performance.now()));
+      const update = await Promise.race([pending, tick.promise]);
+      tick.cancel();
+      throwIfAborted(signal);
+      if (update === undefined) continue;
+      if ('error' in update) throw update.error;
+      if (update.result.done) throw new TskoError('INTERNAL', `the updates of deployment "${name}" ended`);
+      deployment = update.result.value;
+      deployment.metadata.namespace ??= namespace;
+      pending = next();
     }
-    if (status.state === 'done') break;
-    if (status.state === 'failed') {
-      const problem = await podProblem(ctx, deployment, namespace);
-      throw await rolloutError(ctx, `${status.message}${problem ? `: ${describeProblem(problem)}` : ''}`, problem, namespace);
-    }
-    const elapsed = performance.now() - started;
-    if (elapsed >= timeoutMs) {
-      const problem = await podProblem(ctx, deployment, namespace);
-      throw await rolloutError(
-        ctx,
-        `rollout of deployment "${name}" timed out after ${Math.round(timeoutMs / 1000)} s: ${problem ? describeProblem(problem) : lastMessage.replace(/^Waiting for deployment "[^"]+" rollout to finish: /, '').replace(/\.\.\.$/, '')}`,
-        problem,
-        namespace,
-      );
-    }
-    if (performance.now() - lastDiagnosis >= DIAGNOSE_AFTER_MS) {
-      lastDiagnosis = performance.now();
-      const problem = await podProblem(ctx, deployment, namespace);
-      if (problem?.fatal) throw await rolloutError(ctx, `rollout of deployment "${name}" failed: ${describeProblem(problem)}`, problem, namespace);
-    }
-    await sleep(Math.min(delay, Math.max(0, timeoutMs - elapsed)), signal);
-    delay = Math.min(delay * 1.5, 1000);
-    deployment = await client.json<Deployment>({ method: 'GET', path, signal });
+  } finally {
+    stop.abort();
   }
   const revision = await newReplicaSet(ctx, deployment, namespace).catch((err: unknown) => {
     if (isAbortError(err)) throw err;
@@ -193,20 +232,41 @@ async function waitForRollout(ctx: DeployContext, patched: Deployment): Promise<
   return { revision: revision ?? `${name}@${deployment.metadata.generation ?? minGeneration}` };
 }
 
+/** A timer that resolves undefined, and can be cleared so a finished race leaves none behind. */
+function timer(ms: number): { promise: Promise<undefined>; cancel(): void } {
+  let handle: NodeJS.Timeout | undefined;
+  const promise = new Promise<undefined>((resolve) => {
+    handle = setTimeout(() => resolve(undefined), ms);
+  });
+  return { promise, cancel: () => clearTimeout(handle) };
+}
+
 function describeProblem(problem: PodProblem): string {
   return `pod ${problem.pod}${problem.container ? ` (container ${problem.container})` : ''}: ${problem.reason}${problem.message && problem.message !== problem.reason ? `: ${problem.message}` : ''}`;
 }
 
-async function rolloutError(ctx: DeployContext, message: string, problem: PodProblem | undefined, namespace: string): Promise<TskoError> {
-  let detail: string | undefined;
-  if (problem?.wantsLogs && problem.container) {
-    detail = await lastLogLines(ctx, namespace, problem.pod, problem.container);
-  }
+interface RolloutFailure {
+  /** The cluster's own reason (DeploymentPaused, FailedCreate, CrashLoopBackOff, ErrImagePull, …). */
+  reason: string;
+  message: string;
+  hint?: string;
+  problem: PodProblem | undefined;
+}
+
+/** Emits `rollout.failed` (with a crash's last log lines) and makes the iteration's error. */
+async function rolloutFailure(ctx: DeployContext, namespace: string, failure: RolloutFailure): Promise<TskoError> {
+  const { problem } = failure;
+  let logs: string[] | undefined;
+  if (problem?.wantsLogs && problem.container) logs = await lastLogLines(ctx, namespace, problem.pod, problem.container);
   const pull = problem && /ImagePull|ErrImage|InvalidImageName/.test(problem.reason);
-  const hint = pull
-    ? `the cluster cannot pull ${ctx.request.reference}: can its nodes reach that registry, with pull access?`
-    : "the Deployment's previous pods keep serving; the next save rolls out again";
-  return new TskoError('KUBE', message, { hint, ...(detail ? { detail } : {}) });
+  const hint =
+    failure.hint ??
+    (pull
+      ? `the cluster cannot pull ${ctx.request.reference}: can its nodes reach that registry, with pull access?`
+      : "the Deployment's previous pods keep serving; the next save rolls out again");
+  ctx.request.events.emit({ type: 'rollout.failed', target: 'kubernetes', reason: failure.reason, message: failure.message, ...(logs ? { logs } : {}) });
+  const detail = logs && problem ? `last log lines of ${problem.pod}:\n${logs.join('\n')}` : undefined;
+  return new KubeError(failure.reason, failure.message, { hint, ...(detail ? { detail } : {}) });
 }
 
 async function podProblem(ctx: DeployContext, deployment: Deployment, namespace: string): Promise<PodProblem | undefined> {
@@ -227,7 +287,8 @@ async function podProblem(ctx: DeployContext, deployment: Deployment, namespace:
   }
 }
 
-async function lastLogLines(ctx: DeployContext, namespace: string, pod: string, container: string): Promise<string | undefined> {
+/** The crashed container's last lines (its previous run's, else the current one's). */
+async function lastLogLines(ctx: DeployContext, namespace: string, pod: string, container: string): Promise<string[] | undefined> {
   const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/log`;
   for (const previous of ['true', undefined]) {
     try {
@@ -235,11 +296,13 @@ async function lastLogLines(ctx: DeployContext, namespace: string, pod: string, 
         method: 'GET',
         path,
         query: { container, tailLines: String(LOG_LINES), previous },
-        accept: 'text/plain',
+        // The API server serves pods/log only to `*/*` (kubectl sends `application/json, */*`):
+        // `text/plain` is answered 406 Not Acceptable.
+        accept: '*/*',
         signal: ctx.request.signal,
       });
       const lines = text.replace(/\s+$/, '');
-      if (lines) return `last log lines of ${pod}:\n${lines}`;
+      if (lines) return lines.split('\n');
     } catch (err) {
       if (isAbortError(err)) throw err;
     }
@@ -299,7 +362,7 @@ async function applyManifests(ctx: DeployContext): Promise<Rollout> {
 }
 
 async function serverSideApply(ctx: DeployContext, object: ManifestObject): Promise<unknown> {
-  const { plural, namespaced } = await resource(ctx, object.apiVersion, object.kind);
+  const { plural, namespaced } = await resourceOf(ctx.client, ctx.resources, object.apiVersion, object.kind, ctx.request.signal);
   const base = object.apiVersion.includes('/') ? `/apis/${object.apiVersion}` : `/api/${object.apiVersion}`;
   const namespace = object.namespace ?? ctx.connection.namespace;
   const path = `${base}${namespaced ? `/namespaces/${encodeURIComponent(namespace)}` : ''}/${plural}/${encodeURIComponent(object.name)}`;
@@ -309,8 +372,9 @@ async function serverSideApply(ctx: DeployContext, object: ManifestObject): Prom
       path,
       // force: tsko owns the fields it applies, as `kubectl apply --server-side --force-conflicts`.
       query: { fieldManager: FIELD_MANAGER, force: 'true' },
+      // JSON is YAML: kubectl apply --server-side sends the object as JSON under this type too.
       contentType: 'application/apply-patch+yaml',
-      body: object.yaml,
+      body: JSON.stringify(object.body),
       signal: ctx.request.signal,
     });
   } catch (err) {
@@ -319,24 +383,4 @@ async function serverSideApply(ctx: DeployContext, object: ManifestObject): Prom
     }
     throw err;
   }
-}
-
-/** kind → resource name via the API's discovery document, as kubectl's RESTMapper does. */
-async function resource(ctx: DeployContext, apiVersion: string, kind: string): Promise<{ plural: string; namespaced: boolean }> {
-  const key = `${apiVersion}/${kind}`;
-  const cached = ctx.resources.get(key);
-  if (cached) return cached;
-  const path = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-  let list: { resources?: Array<{ name: string; kind: string; namespaced?: boolean }> };
-  try {
-    list = await ctx.client.json({ method: 'GET', path, signal: ctx.request.signal });
-  } catch (err) {
-    if (err instanceof KubeApiError && err.status === 404) throw new TskoError('KUBE', `the cluster does not serve ${apiVersion} (for kind ${kind})`);
-    throw err;
-  }
-  const found = (list.resources ?? []).find((r) => r.kind === kind && !r.name.includes('/'));
-  if (!found) throw new TskoError('KUBE', `the cluster's ${apiVersion} has no kind ${kind}`);
-  const value = { plural: found.name, namespaced: found.namespaced ?? true };
-  ctx.resources.set(key, value);
-  return value;
 }

@@ -23,13 +23,32 @@ const isEnd = (event: TskoEvent): event is End => event.type === 'iteration.end'
 const nextEnd = (dev: DevProcess, from: number) => dev.waitFor(isEnd, { from, timeoutMs: 90_000 }) as Promise<End>;
 
 describe('tsko dev --target kubernetes', () => {
-  it('reports each bad input as a failed iteration and keeps going; redeploys on save once fixed', async (t) => {
+  it('refuses to start on what its preflight finds (one line, nothing built); then reports each failed rollout as a failed iteration and keeps going', async (t) => {
     const dir = await makeTempDir('dev-kube', t);
     const fake = await startFakeKube({ dir, stepMs: 100 });
     t.after(() => fake.stop());
     fake.tokens.set('tok-admin', 'admin');
     const hello = await helloCopy('dev-kube', t);
     const kubeconfig = join(dir, 'kubeconfig');
+    const refused = async (message: string) => {
+      const early = startDev(['--target', 'kubernetes', '--context', 'dev'], { cwd: hello.dir, env: { ...hello.env, KUBECONFIG: kubeconfig } });
+      t.after(() => {
+        if (early.child.exitCode === null) early.child.kill('SIGKILL');
+      });
+      assert.equal(await early.exited(60_000), 1, early.stderr());
+      const preflight = early.events.find((e) => e.type === 'preflight');
+      assert.ok(preflight?.type === 'preflight' && !preflight.ok && preflight.message === message, JSON.stringify(early.events));
+      assert.ok(!early.events.some((e) => e.type === 'stage.start' && e.stage === 'build'), 'nothing was built');
+      assert.equal(errorLine(early.stderr()), `tsko: ${message}`);
+    };
+    // 1. No kubeconfig; 2. a kubeconfig without the context; 3. the context, but no Deployment.
+    await refused(`no kubeconfig: ${kubeconfig} does not exist`);
+    await writeFile(kubeconfig, fake.kubeconfig({ token: 'tok-admin' }, { context: 'other' }));
+    await refused(`context "dev" is not in ${kubeconfig} (known: other)`);
+    await writeFile(kubeconfig, fake.kubeconfig({ token: 'tok-admin' }, { context: 'dev' }));
+    await refused(`deployment "hello" not found in namespace "default" (context "dev", ${fake.url})`);
+    fake.addDeployment('default', 'hello', [{ name: 'hello', image: 'example.com/hello:old' }]);
+
     const dev = startDev(['--target', 'kubernetes', '--context', 'dev'], { cwd: hello.dir, env: { ...hello.env, KUBECONFIG: kubeconfig } });
     t.after(() => {
       if (dev.child.exitCode === null) dev.child.kill('SIGKILL');
@@ -41,23 +60,8 @@ describe('tsko dev --target kubernetes', () => {
       else assert.match(end.error?.message ?? '', message);
       return end;
     };
-
-    // 1. No kubeconfig yet: the first iteration fails with its line; tsko dev keeps running.
-    await failed(0, `no kubeconfig: ${kubeconfig} does not exist`);
-    // 2. A kubeconfig without the context.
-    let mark = dev.events.length;
-    await writeFile(kubeconfig, fake.kubeconfig({ token: 'tok-admin' }, { context: 'other' }));
-    await hello.setVersion('hello v2');
-    await failed(mark, `context "dev" is not in ${kubeconfig} (known: other)`);
-    // 3. The context, but no Deployment.
-    mark = dev.events.length;
-    await writeFile(kubeconfig, fake.kubeconfig({ token: 'tok-admin' }, { context: 'dev' }));
-    await hello.setVersion('hello v3');
-    await failed(mark, `deployment "hello" not found in namespace "default" (context "dev", ${fake.url})`);
-    // 4. The Deployment exists: the save rolls out, with the pushed digest.
-    fake.addDeployment('default', 'hello', [{ name: 'hello', image: 'example.com/hello:old' }]);
-    mark = dev.events.length;
-    await hello.setVersion('hello v4');
+    let mark = 0;
+    // 4. The Deployment exists: the first build rolls out, with the pushed digest.
     const deployed = await nextEnd(dev, mark);
     assert.equal(deployed.result, 'deployed', JSON.stringify(deployed));
     assert.match(deployed.reference ?? '', DIGEST_REF);

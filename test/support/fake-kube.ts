@@ -27,6 +27,7 @@ export interface RecordedRequest {
   path: string;
   query: Record<string, string>;
   contentType: string | undefined;
+  accept: string | undefined;
   /** The bearer token's user, or undefined when none was accepted. */
   user: string | undefined;
   userAgent: string | undefined;
@@ -48,6 +49,8 @@ export interface FakeKube {
   readOnly: Set<string>;
   /** The log lines a crash-looping container printed. */
   crashLog: string;
+  /** The next watch is answered with a 410 Expired ERROR event, as a real apiserver answers a resourceVersion too old for its watch cache. */
+  expireNextWatch: boolean;
   addDeployment(namespace: string, name: string, containers: Array<{ name: string; image: string }>, replicas?: number): void;
   deployment(namespace: string, name: string): Obj | undefined;
   object(apiPath: string): Obj | undefined;
@@ -224,6 +227,7 @@ export async function startFakeKube(options: FakeKubeOptions): Promise<FakeKube>
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
       contentType: req.headers['content-type'],
+      accept: req.headers.accept,
       user,
       userAgent: req.headers['user-agent'],
       body,
@@ -238,6 +242,13 @@ export async function startFakeKube(options: FakeKubeOptions): Promise<FakeKube>
     if (path === '/api/v1') return json(res, { kind: 'APIResourceList', groupVersion: 'v1', resources: RESOURCES_V1 });
     if (path === '/apis/apps/v1') return json(res, { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: APPS, resources: RESOURCES_APPS });
     if (path.startsWith('/openapi')) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
+    // Namespaces as a cluster has them: default, and every one an object was put in; others are 404.
+    const namespace = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path)?.[1];
+    if (namespace !== undefined && req.method === 'GET') {
+      const known = namespace === 'default' || [...store.keys()].some((p) => p.includes(`/namespaces/${namespace}/`));
+      if (!known) return status(res, 404, 'NotFound', `namespaces "${namespace}" not found`);
+      return json(res, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace }, status: { phase: 'Active' } });
+    }
 
     const m = /^\/(api\/v1|apis\/apps\/v1)\/namespaces\/([^/]+)\/([a-z]+)(?:\/([^/]+))?(?:\/(log|status))?$/.exec(path);
     if (!m) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
@@ -259,6 +270,14 @@ export async function startFakeKube(options: FakeKubeOptions): Promise<FakeKube>
         .filter((o) => !selector || selector.split(',').every((pair) => { const [k, v] = pair.split('='); return o.metadata.labels?.[k as string] === v; }));
       if (url.searchParams.get('watch') === 'true') {
         res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+        // As the apiserver: headers go out at once, before any event (client-go waits for them).
+        res.flushHeaders();
+        if (runtime.expireNextWatch) {
+          runtime.expireNextWatch = false;
+          const rv = url.searchParams.get('resourceVersion') ?? '0';
+          res.end(`${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `too old resource version: ${rv} (${resourceVersion})`, reason: 'Expired', code: 410 } })}\n`);
+          return;
+        }
         const since = Number(url.searchParams.get('resourceVersion') ?? '0');
         for (const o of items) if (Number(o.metadata.resourceVersion) > since) res.write(`${JSON.stringify({ type: 'MODIFIED', object: o })}\n`);
         const watcher = { prefix: collection, name: wantName, res };
@@ -276,6 +295,11 @@ export async function startFakeKube(options: FakeKubeOptions): Promise<FakeKube>
     const current = objectPath ? store.get(objectPath) : undefined;
     if (req.method === 'GET' && sub === 'log') {
       if (!current) return status(res, 404, 'NotFound', `pods "${name}" not found`);
+      // As kube-apiserver v1.34: the log stream is served only to an Accept that allows */* (or none).
+      const accept = req.headers.accept;
+      if (accept !== undefined && accept !== '' && !accept.split(',').some((type) => type.split(';')[0]?.trim() === '*/*')) {
+        return status(res, 406, 'NotAcceptable', `only the following media types are accepted: */*`);
+      }
       res.writeHead(200, { 'content-type': 'text/plain' });
       return res.end(runtime.crashLog);
     }
@@ -332,6 +356,7 @@ export async function startFakeKube(options: FakeKubeOptions): Promise<FakeKube>
     tokens: new Map(),
     readOnly: new Set(),
     crashLog: 'starting hello\npanic: cannot open config: no such file\ngoroutine 1 [running]:\nmain.main()\n',
+    expireNextWatch: false,
     addDeployment(ns, name, containers, replicas = 1) {
       const path = `/apis/apps/v1/namespaces/${ns}/deployments/${name}`;
       const labels = { app: name };

@@ -6,7 +6,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { validateConfig } from '../../src/config/validate.js';
 import { resolveManifests } from '../../src/deploy/kube-manifests.js';
-import { diagnosePods, rolloutStatus, type Deployment, type Pod } from '../../src/deploy/kube-rollout.js';
+import { loadKubeConnection } from '../../src/deploy/kube-config.js';
+import { diagnosePods, rolloutBlocker, rolloutStatus, type Deployment, type Pod } from '../../src/deploy/kube-rollout.js';
+import { formatPlainEvent } from '../../ui/plain.js';
+import { reduceAll } from '../../ui/dashboard/state.js';
 import { assertRegistryReachable } from '../../src/deploy/loopback.js';
 import { isLoopbackHost } from '../../src/net/loopback.js';
 import { makeTempDir } from '../support/tmp.js';
@@ -32,6 +35,80 @@ describe('rolloutStatus, as kubectl rollout status decides', () => {
     assert.equal(rolloutStatus(stale, 4).state, 'waiting');
     const deadline = deployment(4, 1, { observedGeneration: 4, conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }] });
     assert.deepEqual(rolloutStatus(deadline), { state: 'failed', message: 'deployment "web" exceeded its progress deadline' });
+  });
+});
+
+describe('rolloutBlocker: what stops a rollout for good, said at once', () => {
+  it('a paused Deployment, with the kubectl line that resumes it', () => {
+    const paused: Deployment = { ...deployment(2, 1, { observedGeneration: 1 }), metadata: { name: 'web', namespace: 'team', generation: 2 } };
+    paused.spec.paused = true;
+    assert.deepEqual(rolloutBlocker(paused, 2), {
+      reason: 'DeploymentPaused',
+      message: 'deployment "web" is paused: the new image is set but will not roll out until it is resumed',
+      hint: 'kubectl rollout resume deployment/web -n team',
+    });
+  });
+
+  it('ReplicaFailure (a Pod Security violation) in one line, only once the new generation is observed', () => {
+    const message = 'pods "web-5d4f-x" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "app" must set securityContext.allowPrivilegeEscalation=false),\nrunAsNonRoot != true';
+    const failing = deployment(3, 1, { observedGeneration: 3, updatedReplicas: 0, conditions: [{ type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate', message }] });
+    const blocker = rolloutBlocker(failing, 3);
+    assert.equal(blocker?.reason, 'FailedCreate');
+    assert.equal(blocker?.message, `deployment "web" cannot create pods: ${message.replace('\n', ' ')}`);
+    assert.match(blocker?.hint ?? '', /Pod Security level/);
+    assert.equal(rolloutBlocker(failing, 4), undefined, 'a read older than the patch');
+    assert.equal(rolloutBlocker({ ...failing, status: { ...failing.status, conditions: [{ type: 'ReplicaFailure', status: 'False', reason: 'FailedCreate' }] } }, 3), undefined);
+    assert.equal(rolloutBlocker(deployment(3, 1, { observedGeneration: 3, conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded' }] }))?.reason, 'ProgressDeadlineExceeded');
+    assert.equal(rolloutBlocker(deployment(3, 1, { observedGeneration: 3, updatedReplicas: 0 })), undefined);
+  });
+});
+
+describe('kubeconfig user fields @kubernetes/client-node leaves out', () => {
+  it('tokenFile (relative to the kubeconfig), as-uid, as-groups and as-user-extra; KUBERNETES_EXEC_INFO for exec plugins', async (t) => {
+    const dir = await makeTempDir('kubeconfig-extras', t);
+    const file = join(dir, 'config');
+    await writeFile(
+      file,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443", certificate-authority-data: Zm9v}}]',
+        'users:',
+        '- {name: file-user, user: {tokenFile: secrets/token, as: alice, as-uid: "42", as-groups: [dev, ops], as-user-extra: {scopes: [read]}}}',
+        '- {name: exec-user, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: plugin, provideClusterInfo: true}}}',
+        'contexts: [{name: f, context: {cluster: c, user: file-user}}, {name: e, context: {cluster: c, user: exec-user}}]',
+        'current-context: f',
+        '',
+      ].join('\n'),
+    );
+    const connection = await loadKubeConnection({ paths: [file], source: 'KUBECONFIG' });
+    assert.deepEqual(connection.extras, { tokenFile: join(dir, 'secrets/token'), impersonateUid: '42', impersonateGroups: ['dev', 'ops'], impersonateExtra: { scopes: ['read'] } });
+    const exec = await loadKubeConnection({ paths: [file], source: 'KUBECONFIG', context: 'e' });
+    const env = (exec.kc.getCurrentUser()?.exec as { env: Array<{ name: string; value: string }> }).env;
+    const info = JSON.parse(env.find((e) => e.name === 'KUBERNETES_EXEC_INFO')?.value ?? '{}');
+    assert.deepEqual(info, { apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', spec: { interactive: false, cluster: { server: 'https://127.0.0.1:6443', 'certificate-authority-data': 'Zm9v' } } });
+  });
+});
+
+describe('plain lines for preflight and rollout.failed', () => {
+  it('carry the target and its own reason in one line', () => {
+    const base = { time: 0, service: 'hello', iteration: 2 };
+    assert.equal(formatPlainEvent({ ...base, type: 'rollout.failed', target: 'kubernetes', reason: 'CrashLoopBackOff', message: 'rollout of deployment "hello" failed', logs: ['boom', 'exit 2'] }), '[hello #2] rollout failed (kubernetes): CrashLoopBackOff: rollout of deployment "hello" failed (2 log lines)');
+    assert.equal(formatPlainEvent({ time: 0, service: 'hello', type: 'preflight', target: 'kubernetes', ok: false, ms: 12, reason: 'Forbidden', message: 'may not patch' }), 'kubernetes preflight failed (Forbidden): may not patch');
+    assert.equal(formatPlainEvent({ time: 0, type: 'preflight', target: 'kubernetes', ok: true, ms: 12, message: 'deployment/hello' }), 'kubernetes preflight ok in 12 ms: deployment/hello');
+  });
+});
+
+describe('the dashboard shows preflight and rollout failures with the target\'s reason', () => {
+  it('as the notice, and a crash\'s log lines in the service\'s panel', () => {
+    const state = reduceAll([
+      { time: 1, type: 'preflight', service: 'hello', target: 'kubernetes', ok: true, ms: 5, message: 'deployment/hello: patch allowed' },
+      { time: 2, type: 'rollout.failed', service: 'hello', iteration: 1, target: 'kubernetes', reason: 'CrashLoopBackOff', message: 'rollout of deployment "hello" failed', logs: ['panic: boom'] },
+    ]);
+    assert.equal(state.notices.at(-1)?.message, 'rollout failed: CrashLoopBackOff: rollout of deployment "hello" failed');
+    assert.deepEqual(state.services[0]?.logs.map((l) => l.line), ['preflight ok: deployment/hello: patch allowed', 'panic: boom']);
+    const denied = reduceAll([{ time: 1, type: 'preflight', service: 'hello', target: 'kubernetes', ok: false, ms: 5, reason: 'Forbidden', message: 'may not patch' }]);
+    assert.equal(denied.notices.at(-1)?.message, 'kubernetes preflight failed: Forbidden: may not patch');
   });
 });
 
@@ -68,7 +145,7 @@ describe('resolveManifests', () => {
     await writeFile(file, "# api\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec:\n  template:\n    spec:\n      containers:\n      - image: 'ko://example.com/api' # pinned by tsko\n      - image: ko://example.com/proxy\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: api\n");
     const refs = new Map([['example.com/api', 'r.example/api@sha256:1']]);
     const first = await resolveManifests([file], refs);
-    assert.deepEqual(first.skipped, [{ object: 'Deployment/api', missing: ['example.com/proxy'] }]);
+    assert.deepEqual(first.skipped.map(({ object, missing }) => ({ object, missing })), [{ object: 'Deployment/api', missing: ['example.com/proxy'] }]);
     assert.deepEqual(first.objects.map((o) => `${o.kind}/${o.name}`), ['Service/api']);
     refs.set('example.com/proxy', 'r.example/proxy@sha256:2');
     const second = await resolveManifests([file], refs);
@@ -76,6 +153,9 @@ describe('resolveManifests', () => {
     assert.deepEqual(api?.importPaths, ['example.com/api', 'example.com/proxy']);
     assert.match(api?.yaml ?? '', /^# api\n/);
     assert.match(api?.yaml ?? '', /      - image: 'r\.example\/api@sha256:1' # pinned by tsko\n      - image: r\.example\/proxy@sha256:2\n$/);
+    // The apply body is the object as JSON: no comment, no `---`.
+    assert.deepEqual(api?.body, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'api' }, spec: { template: { spec: { containers: [{ image: 'r.example/api@sha256:1' }, { image: 'r.example/proxy@sha256:2' }] } } } });
+    assert.doesNotMatch(JSON.stringify(second.objects.map((o) => o.body)), /pinned|---/);
     await assert.rejects(resolveManifests([join(dir, 'absent.yaml')], refs), /cannot read manifest .*absent\.yaml: ENOENT/);
   });
 });

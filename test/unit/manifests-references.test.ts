@@ -79,13 +79,15 @@ describe('ko:// in manifests, as tsko resolve reads and writes it', () => {
     ].join('\n');
     const file = await manifest(t, text);
     const { objects, skipped } = await resolveManifests([file], refs);
-    assert.deepEqual(skipped, [{ object: 'Pod/b', missing: ['example.com/y'] }]);
+    assert.deepEqual(skipped, [{ object: 'Pod/b', missing: ['example.com/y'], apiVersion: 'v1', kind: 'Pod', name: 'b', namespace: undefined, importPaths: ['example.com/y'] }]);
     assert.deepEqual(objects.map(({ file: f, index, apiVersion, kind, name, namespace, importPaths }) => ({ f, index, apiVersion, kind, name, namespace, importPaths })), [
       { f: file, index: 0, apiVersion: 'v1', kind: 'Pod', name: 'a', namespace: 'team', importPaths: ['example.com/x'] },
     ]);
     const yaml = objects[0]?.yaml ?? '';
     assert.deepEqual(parse(yaml), { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'a', namespace: 'team' }, spec: { containers: [{ image: REF }] } });
     assert.match(yaml, /# pushed\n$/);
+    // What is sent to the API server: the same object as JSON, no comment.
+    assert.deepEqual(objects[0]?.body, parse(yaml));
 
     await writeFile(file, 'apiVersion: v1\nkind: List\nitems:\n- kind: Pod\n  metadata: {name: a}\n');
     await assert.rejects(resolveManifests([file], refs), (err: unknown) => isTskoError(err) && err.code === 'KUBE' && err.message === `${file}: document 1 item 1 has no apiVersion and kind`);

@@ -344,6 +344,24 @@ export function reduce(state: DashboardState, action: DashboardAction): Dashboar
         ...s,
         logs: pushBounded(s.logs, { time: event.time, stream: 'rollout', line: event.message }, LIMITS.logs),
       }));
+    case 'rollout.failed': {
+      // The target's own reason as the notice; a crash's last log lines go to the service's panel.
+      const notice = withNotice(state, { level: 'error', message: `rollout failed: ${event.reason}: ${event.message}`, time: event.time, ...(service ? { service } : {}) });
+      if (!service || !event.logs?.length) return notice;
+      return updateService(notice, service, (s) => ({
+        ...s,
+        logs: (event.logs ?? []).reduce((logs, line) => pushBounded(logs, { time: event.time, stream: 'rollout' as const, line }, LIMITS.logs), s.logs),
+      }));
+    }
+    case 'preflight':
+      if (!event.ok) {
+        return withNotice(state, { level: 'error', message: `${event.target} preflight failed${event.reason ? `: ${event.reason}` : ''}: ${event.message}`, time: event.time, ...(service ? { service } : {}) });
+      }
+      if (!service) return state;
+      return updateService(state, service, (s) => ({
+        ...s,
+        logs: pushBounded(s.logs, { time: event.time, stream: 'rollout', line: `preflight ok: ${event.message}` }, LIMITS.logs),
+      }));
     default:
       return state;
   }
