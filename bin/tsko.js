@@ -11,15 +11,20 @@ import { homedir } from 'os';
 import { dirname, isAbsolute, join } from 'path';
 import { fileURLToPath } from 'url';
 
+/** tsko's package.json, or an empty object when it cannot be read. */
+function readManifest() {
+  try {
+    return JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  } catch (err) {
+    return {};
+  }
+}
+
+var manifest = readManifest();
+
 /** The lowest Node package.json's `engines.node` (">=22", ">=22.12.0") accepts, as [major, minor, patch]. */
 function minimumNode() {
-  var range = '>=22';
-  try {
-    var manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
-    if (manifest.engines && typeof manifest.engines.node === 'string') range = manifest.engines.node;
-  } catch (err) {
-    // Unreadable: the default above stands.
-  }
+  var range = manifest.engines && typeof manifest.engines.node === 'string' ? manifest.engines.node : '>=22';
   var match = /(\d+)(?:\.(\d+))?(?:\.(\d+))?/.exec(range) || ['22', '22'];
   return { text: match[0], parts: [Number(match[1]), Number(match[2] || 0), Number(match[3] || 0)] };
 }
@@ -36,6 +41,15 @@ var minimum = minimumNode();
 if (olderThan(process.versions.node, minimum.parts)) {
   process.stderr.write('tsko: needs Node.js \u2265 ' + minimum.text + ', this is ' + process.version + '\n');
   process.exit(1);
+}
+
+// `tsko version` alone needs nothing but the manifest read above: answering here spares it the
+// CLI's modules (commander, the command table), about a third of its run time.
+// dist/src/cli/version.ts registers the same command for --help and for `tsko version -v`.
+var args = process.argv.slice(2);
+if (args.length === 1 && args[0] === 'version' && typeof manifest.version === 'string') {
+  process.stdout.write(manifest.version + '\n');
+  process.exit(0);
 }
 
 /**
