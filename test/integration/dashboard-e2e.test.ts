@@ -4,31 +4,19 @@
 // a save until resumed; `q` exits 0, prints the final state and leaves no process. And the same
 // command with stdout piped falls back to plain lines without being asked.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { descendants, isAlive } from '../support/dev-process.js';
 import { freePort } from '../support/docker-registry.js';
 import { goCacheDir } from '../support/go-env.js';
 import { httpGet } from '../support/image-check.js';
 import { makeTempDir } from '../support/tmp.js';
+import { startTmux } from '../support/tmux.js';
 import { repoRoot } from '../support/tsko-cli.js';
-
-// A private tmux server (its own socket), so the test never touches anyone's sessions.
-const SOCKET = `tsko-dashboard-test-${process.pid}`;
-const SESSION = 'dash';
-const tmux = (...args: string[]) => execFileSync('tmux', ['-L', SOCKET, ...args], { encoding: 'utf8', timeout: 10_000 });
-
-after(() => {
-  try {
-    tmux('kill-server');
-  } catch {
-    // Already gone (or never started).
-  }
-});
 
 async function helloCopy(t: { after(fn: () => unknown): void }) {
   const dir = await makeTempDir('dashboard-hello', t);
@@ -42,20 +30,6 @@ async function helloCopy(t: { after(fn: () => unknown): void }) {
   return { dir, env, main: join(dir, 'main.go'), port: await freePort() };
 }
 
-const pane = () => tmux('capture-pane', '-p', '-t', SESSION);
-
-/** Polls the pane (bounded) until `check` holds; returns that screen. */
-async function waitPane(check: (screen: string) => boolean, what: string, timeoutMs = 60_000, everyMs = 100): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  let screen = '';
-  while (Date.now() < deadline) {
-    screen = pane();
-    if (check(screen)) return screen;
-    await sleep(everyMs);
-  }
-  assert.fail(`the pane never showed ${what} within ${timeoutMs} ms; it shows:\n${screen}`);
-}
-
 const front = async (port: number) => (await httpGet(`http://127.0.0.1:${port}/`)).body;
 
 describe('the dashboard in a real terminal', () => {
@@ -65,13 +39,14 @@ describe('the dashboard in a real terminal', () => {
     // In one write, as an editor saves (a truncate and a later write can be two saves).
     const save = (n: number) => writeFileSync(main, original.replace('hello v1', `hello v${n}`));
     const command = [join(repoRoot, 'node_modules/.bin/node'), join(repoRoot, 'bin/tsko.js'), 'dev', '--port', String(port)].map((a) => `'${a}'`).join(' ');
-    tmux(
-      'new-session', '-d', '-s', SESSION, '-x', '100', '-y', '30', '-c', dir,
-      ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+    const terminal = startTmux({
+      name: 'tsko-dashboard-test', columns: 100, rows: 30, cwd: dir, env,
       // The pane outlives tsko so the test can read how it exited.
-      `env -u KO_DOCKER_REPO ${command}; echo "tsko exited $?"; sleep 600`,
-    );
-    const shell = Number(tmux('list-panes', '-t', SESSION, '-F', '#{pane_pid}').trim());
+      command: `env -u KO_DOCKER_REPO ${command}; echo "tsko exited $?"; sleep 600`,
+    });
+    t.after(() => terminal.kill());
+    const { pane, waitPane } = terminal;
+    const shell = terminal.shellPid();
     /** The revision the result line names, once it says "Updated in". */
     const updated = (screen: string) => /✓ Updated in [\d.]+ s · .* rev (hello-\d+)/.exec(screen)?.[1];
     const nextUpdate = (after: string | undefined) => (s: string) => updated(s) !== undefined && updated(s) !== after;
@@ -103,7 +78,7 @@ describe('the dashboard in a real terminal', () => {
     save(3);
     const building = await waitPane((s) => /#\d+ +✓ \d+ms +[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] /.test(s), 'the save building', 30_000, 20);
     const interrupted = /#(\d+) +✓ \d+ms +[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] /.exec(building)?.[1];
-    tmux('send-keys', '-t', SESSION, 'r');
+    terminal.sendKeys('r');
     screen = await waitPane(nextUpdate(revision), 'the rebuilt iteration deployed', 60_000);
     revision = updated(screen);
     assert.match(screen, new RegExp(`#${interrupted} +[█▏▎▍▌▋▊▉▸]+ +[\\d.]+ s  ↻ cancelled`), 'the build r interrupted');
@@ -111,14 +86,14 @@ describe('the dashboard in a real terminal', () => {
     assert.equal(await front(port), 'hello v3\n');
 
     // 4. `p`: a save is queued, not built, until `p` again.
-    tmux('send-keys', '-t', SESSION, 'p');
+    terminal.sendKeys('p');
     await waitPane((s) => s.includes('PAUSED (p resumes)'), 'the paused header', 10_000);
     save(4);
     screen = await waitPane((s) => /queued main\.go/.test(s), 'the queued save', 10_000);
     await sleep(500);
     assert.equal(updated(pane()), revision, 'nothing built while paused');
     assert.equal(await front(port), 'hello v3\n', 'nothing deployed while paused');
-    tmux('send-keys', '-t', SESSION, 'p');
+    terminal.sendKeys('p');
     screen = await waitPane(nextUpdate(revision), 'the queued save deployed after resuming', 60_000);
     revision = updated(screen);
     assert.match(screen, /· watching/);
@@ -127,7 +102,7 @@ describe('the dashboard in a real terminal', () => {
     // 5. `q`: exit 0, the final state printed on the normal screen, no process left behind.
     const tsko = descendants(shell).filter((pid) => isAlive(pid));
     assert.ok(tsko.length >= 2, 'tsko and its revision are running');
-    tmux('send-keys', '-t', SESSION, 'q');
+    terminal.sendKeys('q');
     screen = await waitPane((s) => s.includes('tsko exited'), 'tsko exiting', 10_000);
     assert.match(screen, /tsko exited 0/);
     assert.equal(updated(screen), revision, 'the final state stays on screen');

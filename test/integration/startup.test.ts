@@ -57,7 +57,15 @@ describe('what each command loads', () => {
   // Registering commands may load commander, the command files and their flag parsers; nothing of
   // the pipeline, the registry client, the targets or the dashboard.
   const REGISTRATION = /^src\/(cli\/[a-z-]+\.js|errors\.js|redact\.js|registry\/server\/address\.js)$/;
-  for (const args of [['version'], ['--help'], ['build', '--help'], ['dev', '--help'], ['help', 'deploy'], ['registry', 'gc', '--help']]) {
+  it('tsko version answers from bin/tsko.js: no package and none of dist/ loads', async (t) => {
+    const { result, packages, ours } = await modulesOf(['version'], t);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `${manifest.version}\n`);
+    assert.deepEqual([...packages], [], 'no package');
+    assert.deepEqual(ours, [], 'none of tsko’s compiled modules');
+  });
+
+  for (const args of [['version', '--verbose'], ['--help'], ['build', '--help'], ['dev', '--help'], ['help', 'deploy'], ['registry', 'gc', '--help']]) {
     it(`tsko ${args.join(' ')} loads commander and the command files only`, async (t) => {
       const { result, packages, ours } = await modulesOf(args, t);
       assert.equal(result.code, 0, result.stderr);
