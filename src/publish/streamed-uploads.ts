@@ -112,6 +112,9 @@ export class StreamedUploads {
     upload.sent.catch((err: unknown) => {
       if (isRefusal(err)) this.refused.add(repository.registry);
       fail(err);
+      // The session the POST opened (if it did) is dropped now, not when a newer layer comes.
+      if (this.bySlot.get(slot) === entry) this.bySlot.delete(slot);
+      void upload.cancel();
     });
     return {
       write: (chunk) => {
