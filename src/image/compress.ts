@@ -16,6 +16,7 @@ import { availableParallelism } from 'node:os';
 import { addAbortSignal, pipeline, Readable } from 'node:stream';
 import { constants, createZstdCompress, gzip, type ZlibOptions } from 'node:zlib';
 import { abortError, throwIfAborted } from '../abort.js';
+import type { MemberReuse } from './member-reuse.js';
 
 export type Compression = 'gzip' | 'zstd';
 
@@ -30,6 +31,8 @@ export interface CompressOptions {
    */
   concurrency?: number;
   signal?: AbortSignal;
+  /** gzip: members of a previous version of the layer to copy for unchanged blocks (member-reuse.ts). */
+  members?: MemberReuse;
 }
 
 /** A pipeline stage: `pipeline(source, compressLayer('gzip'), sink)` passes its own signal too. */
@@ -64,11 +67,14 @@ function gzipStage(options: CompressOptions): CompressStage {
       for (const signal of signals) throwIfAborted(signal);
     };
     // Blocks in input order; `value` is set once a block's member is ready.
-    const queue: { done: Promise<Buffer>; value?: Buffer }[] = [];
+    const queue: { done: Promise<Buffer>; value?: Buffer; key?: string }[] = [];
     let submitted = 0;
+    const compress = (block: Buffer) => new Promise<Buffer>((resolve, reject) => gzip(block, zlibOptions, (err, out) => (err ? reject(err) : resolve(out))));
     const submit = (block: Buffer): void => {
-      const entry: { done: Promise<Buffer>; value?: Buffer } = {
-        done: new Promise<Buffer>((resolve, reject) => gzip(block, zlibOptions, (err, out) => (err ? reject(err) : resolve(out)))),
+      const reuse = options.members?.lookup(block);
+      const entry: { done: Promise<Buffer>; value?: Buffer; key?: string } = {
+        done: reuse ? reuse.member.then((member) => member ?? compress(block)) : compress(block),
+        ...(reuse ? { key: reuse.key } : {}),
       };
       // Settles while we wait on an earlier block: observed here, so it is never "unhandled".
       entry.done.then(
@@ -77,6 +83,15 @@ function gzipStage(options: CompressOptions): CompressStage {
       );
       queue.push(entry);
       submitted += 1;
+    };
+
+    /** The oldest block's member, once ready; told to the reuse index in output order. */
+    const next = async (): Promise<Buffer> => {
+      const entry = queue.shift() as { done: Promise<Buffer>; key?: string };
+      const out = await entry.done;
+      checkAbort();
+      if (entry.key !== undefined) options.members?.emitted(entry.key, out.length);
+      return out;
     };
 
     let block = Buffer.allocUnsafe(blockSize);
@@ -96,18 +111,14 @@ function gzipStage(options: CompressOptions): CompressStage {
         // Hand on whatever is ready (the upload and digest go on while the pool compresses), and
         // wait only when the pool has enough to do.
         while (queue.length > 0 && (queue[0]?.value !== undefined || queue.length >= concurrency)) {
-          const out = await (queue.shift() as { done: Promise<Buffer> }).done;
-          checkAbort();
-          yield out;
+          yield await next();
         }
       }
     }
     // The tail, or the one empty member of an empty input (a gzip stream has at least one).
     if (filled > 0 || submitted === 0) submit(block.subarray(0, filled));
     while (queue.length > 0) {
-      const out = await (queue.shift() as { done: Promise<Buffer> }).done;
-      checkAbort();
-      yield out;
+      yield await next();
     }
   };
 }

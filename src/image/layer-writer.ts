@@ -16,6 +16,7 @@ import { compressLayer } from './compress.js';
 import type { Digest } from './digest.js';
 import { fileLayer, memoryLayer } from './layer.js';
 import type { LayerFiles } from './layer-files.js';
+import type { MemberReuse } from './member-reuse.js';
 import type { LayerCompression } from './media-types.js';
 import type { Layer } from './types.js';
 
@@ -59,6 +60,7 @@ export async function writeLayer(
   compression: LayerCompression = 'gzip',
   into?: LayerFiles,
   tap?: LayerTap,
+  members?: MemberReuse,
 ): Promise<Layer> {
   const pack = tar.pack();
   const diffHash = createHash('sha256');
@@ -86,7 +88,7 @@ export async function writeLayer(
   }
   const consumed =
     compression !== 'none'
-      ? pipeline(source, hashUncompressed, compressLayer(compression), collect)
+      ? pipeline(source, hashUncompressed, compressLayer(compression, members ? { members } : {}), collect)
       : pipeline(source, collect);
 
   try {

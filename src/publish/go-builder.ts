@@ -16,6 +16,7 @@ import type { LayerCompression, LayerTap } from '../image/layer-writer.js';
 import type { Layer, Platform } from '../image/types.js';
 import { readGoBuildId } from '../go/buildid.js';
 import type { LayerFiles } from '../image/layer-files.js';
+import { LayerMembers, type MemberIndex } from '../image/member-reuse.js';
 import { binaryLayer, filesOfLayer, kodataLayer } from './app-layers.js';
 import { stage } from '../stage.js';
 import type { BaseResolver } from './base.js';
@@ -48,6 +49,8 @@ export class GoBuilder implements Builder {
   /** The last binary layer per output path, keyed by build ID: an unchanged binary is not re-tarred. */
   private readonly binaryLayers = new Map<string, { buildId: string; mediaType: string; layer: Layer }>();
   private readonly streamLayer: GoBuilderOptions['streamLayer'];
+  /** The gzip members of the last binary layer per output path, reused for a rebuild's unchanged blocks. */
+  private readonly binaryMembers = new Map<string, { path: string; mediaType: string; index: MemberIndex }>();
   /** Build IDs (with their media type) layered already, oldest first. */
   private readonly layeredBuildIds = new Set<string>();
 
@@ -185,10 +188,15 @@ export class GoBuilder implements Builder {
     // way, where a HEAD finds them and nothing is sent.
     const seen = buildId === undefined || this.layeredBuildIds.has(`${buildId} ${mediaType}`);
     const tap = this.streamLayer && cached && !seen ? this.streamLayer(slot.importPath, slot.platform, slot.signal) : undefined;
-    const layer = await binaryLayer(output, appName, mediaType, compression, this.layerFiles, tap).catch((err: unknown) => {
+    // The previous layer's file stays until this one is written (replaceAppLayers runs after).
+    const previous = this.binaryMembers.get(output);
+    const members = compression === 'gzip' && this.layerFiles ? new LayerMembers(previous?.mediaType === mediaType ? previous : undefined) : undefined;
+    const layer = await binaryLayer(output, appName, mediaType, compression, this.layerFiles, tap, members).catch((err: unknown) => {
       tap?.fail(err); // failed before any byte was written (the snapshot): the session is dropped
       throw err;
     });
+    if (members && layer.path) this.binaryMembers.set(output, { path: layer.path, mediaType, index: members.index });
+    else this.binaryMembers.delete(output);
     if (buildId) {
       this.binaryLayers.set(output, { buildId, mediaType, layer });
       this.layeredBuildIds.add(`${buildId} ${mediaType}`);
