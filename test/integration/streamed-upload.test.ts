@@ -5,10 +5,11 @@
 // file. Also: a registry that drops the connection mid-stream (the upload starts again from the
 // layer file, same bytes), one that refuses a PATCH without Content-Range (the monolithic upload,
 // and no stream is tried there again), and a blob the registry already holds (HEAD wins: the
-// streamed session is cancelled, nothing is committed twice).
+// streamed session is cancelled, nothing is committed twice). Last, `tsko dev` itself on the
+// remote path: saves stream, and the image pulled back runs the last save.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createEventBus, type TskoEvent } from '../../src/events.js';
@@ -26,7 +27,11 @@ import type { Repository } from '../../src/registry/reference.js';
 import { startRegistryServer, type RunningRegistry } from '../../src/registry/server/index.js';
 import { type DockerRegistry, startDockerRegistry } from '../support/docker-registry.js';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy.js';
-import { readBundleConfig, skopeoCopyToLayout, umociUnpack } from '../support/image-check.js';
+import { checkImage, readBundleConfig, skopeoCopyToLayout, umociUnpack } from '../support/image-check.js';
+import { startDev } from '../support/dev-process.js';
+import { helloCopy } from '../support/deploy-fixture.js';
+import { freePort } from '../support/docker-registry.js';
+import type { EventOf } from '../../src/events.js';
 import { makeTempDir } from '../support/tmp.js';
 
 const PLATFORM = { os: 'linux', architecture: 'amd64' };
@@ -207,4 +212,49 @@ suite('Debian docker-registry', async () => {
 suite('tsko registry serve', async (dir) => {
   const registry: RunningRegistry = await startRegistryServer({ addr: '127.0.0.1:0', root: join(dir, 'registry-root') });
   return { url: registry.url, stop: () => registry.close() };
+});
+
+describe('tsko dev on the remote path: saves stream their binary layer, and the registry serves what was built', () => {
+  // The saves' layers are also made with the previous layer's gzip members (member-reuse.ts, on for
+  // gzip in the dev loop): a wrong member would fail skopeo's digest check or umoci's unpack here.
+  it('a rebuilt binary goes up in a streamed PATCH, its session closed by PUT; the pushed image runs the new version', { timeout: 240_000 }, async (t) => {
+    const registry = await startDockerRegistry();
+    t.after(() => registry.stop());
+    const proxy = await startFaultProxy({ upstream: registry.url });
+    t.after(() => proxy.stop());
+    const hello = await helloCopy('streamed-dev', t);
+    const original = await readFile(join(hello.dir, 'main.go'), 'utf8');
+    const dev = startDev(['--port', String(await freePort()), '--layer-compression', 'gzip'], { cwd: hello.dir, env: { ...hello.env, KO_DOCKER_REPO: `${proxy.host}/dev` } });
+    t.after(async () => {
+      if (dev.child.exitCode === null) {
+        dev.child.kill('SIGKILL');
+        await dev.exited(5000);
+      }
+    });
+    type End = EventOf<'iteration.end'>;
+    const settle = async (from: number): Promise<End> =>
+      (await dev.waitFor((e) => e.type === 'iteration.end' && e.result !== 'cancelled', { from, timeoutMs: 90_000 })) as End;
+    const first = await settle(0);
+    assert.equal(first.result, 'deployed', dev.stderr());
+    // The first build of a process is not streamed (the registry may have it already).
+    assert.ok(!proxy.log.some((l) => l.startsWith('PATCH')), proxy.log.join('\n'));
+
+    let end = first;
+    for (const version of ['hello v2', 'hello v3']) {
+      const mark = dev.events.length;
+      const logFrom = proxy.log.length;
+      const path = join(hello.dir, 'main.go');
+      await writeFile(`${path}.tmp`, original.replace('hello v1', version));
+      await rename(`${path}.tmp`, path);
+      end = await settle(mark);
+      assert.equal(end.result, 'deployed', dev.stderr());
+      const uploads = proxy.log.slice(logFrom).filter((l) => l.includes('/blobs/uploads/'));
+      const patch = /^PATCH (\S+) -> 202$/.exec(uploads.find((l) => l.startsWith('PATCH')) ?? '')?.[1];
+      assert.ok(patch, `save ${version}: the binary layer was streamed:\n${uploads.join('\n')}`);
+      assert.ok(uploads.includes(`PUT ${patch} -> 201`), `save ${version}: its session was closed:\n${uploads.join('\n')}`);
+    }
+    assert.ok(end.reference, JSON.stringify(end));
+    // skopeo pulls it, umoci unpacks it, and its entrypoint answers with the last save's text.
+    await checkImage(end.reference, { insecure: true, expectBody: /hello v3/, t });
+  });
 });
