@@ -16,6 +16,7 @@ import { compressLayer } from './compress.js';
 import type { Digest } from './digest.js';
 import { fileLayer, memoryLayer } from './layer.js';
 import type { LayerFiles } from './layer-files.js';
+import type { MemberReuse } from './member-reuse.js';
 import type { LayerCompression } from './media-types.js';
 import type { Layer } from './types.js';
 
@@ -40,6 +41,16 @@ export interface TarEntry {
 export type { LayerCompression };
 
 /**
+ * Sees a layer's compressed bytes as they are made (a streamed upload) and is told how the layer
+ * ended. It never fails the layer: a `write` may only make the writer wait (backpressure).
+ */
+export interface LayerTap {
+  write(chunk: Buffer): Promise<void> | undefined;
+  end(digest: Digest, size: number): void;
+  fail(err: unknown): void;
+}
+
+/**
  * Writes a layer of `entries`. With `into`, its bytes go to a file there (Layer.path); without,
  * to memory (the builtin base's and test fixtures' small layers).
  */
@@ -48,6 +59,8 @@ export async function writeLayer(
   mediaType: string,
   compression: LayerCompression = 'gzip',
   into?: LayerFiles,
+  tap?: LayerTap,
+  members?: MemberReuse,
 ): Promise<Layer> {
   const pack = tar.pack();
   const diffHash = createHash('sha256');
@@ -69,11 +82,13 @@ export async function writeLayer(
       digestHash.update(chunk);
       size += chunk.length;
       await sink.write(chunk);
+      const wait = tap?.write(chunk);
+      if (wait) await wait;
     }
   }
   const consumed =
     compression !== 'none'
-      ? pipeline(source, hashUncompressed, compressLayer(compression), collect)
+      ? pipeline(source, hashUncompressed, compressLayer(compression, members ? { members } : {}), collect)
       : pipeline(source, collect);
 
   try {
@@ -84,10 +99,12 @@ export async function writeLayer(
     pack.destroy(err as Error);
     await consumed.catch(() => undefined);
     await sink.abandon();
+    tap?.fail(err);
     throw err;
   }
 
   const digest = `sha256:${digestHash.digest('hex')}` as Digest;
+  tap?.end(digest, size);
   const diffId = compression !== 'none' ? (`sha256:${diffHash.digest('hex')}` as Digest) : digest;
   const digests = { digest, diffId, mediaType };
   if (memory) return memoryLayer(digests, memory.bytes());

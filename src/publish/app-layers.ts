@@ -5,7 +5,8 @@ import { join, relative, sep } from 'node:path';
 import { TskoError } from '../errors.js';
 import { KO_APP_DIR, KODATA_ROOT } from '../image/assemble.js';
 import type { LayerFiles } from '../image/layer-files.js';
-import { writeLayer, type LayerCompression, type TarEntry } from '../image/layer-writer.js';
+import { writeLayer, type LayerCompression, type LayerTap, type TarEntry } from '../image/layer-writer.js';
+import type { MemberReuse } from '../image/member-reuse.js';
 import type { Layer, LayerFile } from '../image/types.js';
 
 const READ_ONLY_EXEC = 0o555;
@@ -14,8 +15,10 @@ const READ_ONLY_EXEC = 0o555;
  * The binary's layer. With `into`, the binary is first snapshotted there (a hard link: go build
  * replaces its output on the next save), the layer is packed from the snapshot and lists it in
  * `files`, so the local target runs exactly the bytes the layer holds without extracting them.
+ * A `tap` sees the compressed bytes as they are written (a streamed upload); `members` copies
+ * the gzip members of unchanged blocks from the previous layer (member-reuse.ts).
  */
-export async function binaryLayer(binaryPath: string, appName: string, mediaType: string, compression: LayerCompression = 'gzip', into?: LayerFiles): Promise<Layer> {
+export async function binaryLayer(binaryPath: string, appName: string, mediaType: string, compression: LayerCompression = 'gzip', into?: LayerFiles, tap?: LayerTap, members?: MemberReuse): Promise<Layer> {
   const source = into ? await into.snapshot(binaryPath) : binaryPath;
   if (into) await chmod(source, READ_ONLY_EXEC);
   const info = await stat(source);
@@ -26,7 +29,7 @@ export async function binaryLayer(binaryPath: string, appName: string, mediaType
     { name, type: 'file', mode: READ_ONLY_EXEC, content: { path: source, size: info.size } },
   ];
   try {
-    const layer = await writeLayer(entries, mediaType, compression, into);
+    const layer = await writeLayer(entries, mediaType, compression, into, tap, members);
     if (!into) return layer;
     const files: LayerFile[] = [
       { name: dir, type: 'directory', mode: READ_ONLY_EXEC },

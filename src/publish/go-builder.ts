@@ -12,10 +12,11 @@ import { listMainPackage, listPackage } from '../go/list.js';
 import { formatPlatform } from '../go/platform.js';
 import { appendAppLayers, createdFromEpoch } from '../image/assemble.js';
 import { appLayerFormat, familyOf } from '../image/media-types.js';
-import type { LayerCompression } from '../image/layer-writer.js';
+import type { LayerCompression, LayerTap } from '../image/layer-writer.js';
 import type { Layer, Platform } from '../image/types.js';
 import { readGoBuildId } from '../go/buildid.js';
 import type { LayerFiles } from '../image/layer-files.js';
+import { LayerMembers, type MemberIndex } from '../image/member-reuse.js';
 import { binaryLayer, filesOfLayer, kodataLayer } from './app-layers.js';
 import { stage } from '../stage.js';
 import type { BaseResolver } from './base.js';
@@ -28,7 +29,12 @@ export interface GoBuilderOptions {
   image?: ImageOptions;
   /** Where app layers are written (else memory); layers replaced by a newer build are removed from it. */
   layerFiles?: LayerFiles;
+  /** A streamed upload for a new binary layer as it is written (the remote path); none: no streaming. */
+  streamLayer?: (importPath: string, platform: string, signal?: AbortSignal) => LayerTap | undefined;
 }
+
+/** Build IDs whose layers this builder wrote, remembered to this many (a revert to one is not streamed). */
+const LAYERED_BUILD_IDS = 256;
 
 export class GoBuilder implements Builder {
   private readonly config: ResolvedConfig;
@@ -42,12 +48,18 @@ export class GoBuilder implements Builder {
   private readonly builtOutputs = new Set<string>();
   /** The last binary layer per output path, keyed by build ID: an unchanged binary is not re-tarred. */
   private readonly binaryLayers = new Map<string, { buildId: string; mediaType: string; layer: Layer }>();
+  private readonly streamLayer: GoBuilderOptions['streamLayer'];
+  /** The gzip members of the last binary layer per output path, reused for a rebuild's unchanged blocks. */
+  private readonly binaryMembers = new Map<string, { path: string; mediaType: string; index: MemberIndex }>();
+  /** Build IDs (with their media type) layered already, oldest first. */
+  private readonly layeredBuildIds = new Set<string>();
 
   constructor(options: GoBuilderOptions) {
     this.config = options.config;
     this.bases = options.bases;
     this.imageOptions = options.image ?? {};
     this.layerFiles = options.layerFiles;
+    this.streamLayer = options.streamLayer;
   }
 
   async resolve(target: string, signal?: AbortSignal): Promise<ResolvedTarget> {
@@ -130,7 +142,7 @@ export class GoBuilder implements Builder {
         const buildId = await readGoBuildId(output).catch(() => undefined);
         const [kodata, binary] = await Promise.all([
           kodataLayer(pkg.dir, layerType, kodataSeconds, compression, this.layerFiles),
-          this.binaryLayerFor(output, appName, layerType, buildId, compression),
+          this.binaryLayerFor(output, appName, layerType, buildId, compression, { importPath, platform: fields.platform, signal }),
         ]);
         await this.replaceAppLayers(output, [kodata, binary]);
         const image = appendAppLayers(base, {
@@ -160,11 +172,36 @@ export class GoBuilder implements Builder {
     }
   }
 
-  private async binaryLayerFor(output: string, appName: string, mediaType: string, buildId: string | undefined, compression: LayerCompression): Promise<Layer> {
+  private async binaryLayerFor(
+    output: string,
+    appName: string,
+    mediaType: string,
+    buildId: string | undefined,
+    compression: LayerCompression,
+    slot: { importPath: string; platform: string; signal: AbortSignal | undefined },
+  ): Promise<Layer> {
     const cached = this.binaryLayers.get(output);
     if (buildId && cached && cached.buildId === buildId && cached.mediaType === mediaType) return cached.layer;
-    const layer = await binaryLayer(output, appName, mediaType, compression, this.layerFiles);
-    if (buildId) this.binaryLayers.set(output, { buildId, mediaType, layer });
+    // Streamed only when the layer is new by construction: a rebuild in this process whose build
+    // ID (a hash of the binary's inputs and content) it never layered. A process's first build, or
+    // a binary it made before (a revert), may already be in the registry: those go the ordinary
+    // way, where a HEAD finds them and nothing is sent.
+    const seen = buildId === undefined || this.layeredBuildIds.has(`${buildId} ${mediaType}`);
+    const tap = this.streamLayer && cached && !seen ? this.streamLayer(slot.importPath, slot.platform, slot.signal) : undefined;
+    // The previous layer's file stays until this one is written (replaceAppLayers runs after).
+    const previous = this.binaryMembers.get(output);
+    const members = compression === 'gzip' && this.layerFiles ? new LayerMembers(previous?.mediaType === mediaType ? previous : undefined) : undefined;
+    const layer = await binaryLayer(output, appName, mediaType, compression, this.layerFiles, tap, members).catch((err: unknown) => {
+      tap?.fail(err); // failed before any byte was written (the snapshot): the session is dropped
+      throw err;
+    });
+    if (members && layer.path) this.binaryMembers.set(output, { path: layer.path, mediaType, index: members.index });
+    else this.binaryMembers.delete(output);
+    if (buildId) {
+      this.binaryLayers.set(output, { buildId, mediaType, layer });
+      this.layeredBuildIds.add(`${buildId} ${mediaType}`);
+      if (this.layeredBuildIds.size > LAYERED_BUILD_IDS) this.layeredBuildIds.delete(this.layeredBuildIds.values().next().value as string);
+    }
     return layer;
   }
 

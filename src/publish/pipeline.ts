@@ -23,6 +23,8 @@ import type { ImageNaming, Published, PublishContext, Publisher } from './publis
 import { noPushPublisher, registryPublisher } from './registry-publisher.js';
 import { RegistryWriter, type InProcessRegistry } from './registry-writer.js';
 import { withSboms } from './sbom-publisher.js';
+import { StreamedUploads } from './streamed-uploads.js';
+import { imageRepository } from './registry-publisher.js';
 
 export interface PipelineOptions {
   /** Where the registry client reports retries, warnings and (with -v) requests. */
@@ -70,16 +72,28 @@ export function makePipeline(config: ResolvedConfig, options: PipelineOptions): 
   const bases = new BaseResolver({ client, cacheDir: join(config.cacheDir, 'base') });
   // App layers go to files, not memory: a daemon's memory stays flat whatever the binary's size.
   const layerFiles = new LayerFiles(join(config.cacheDir, 'layer-files'));
-  const goBuilder = new GoBuilder({ config, bases, image: build.image, layerFiles });
+  const naming: ImageNaming = { dockerRepo: options.dockerRepo, naming: build.naming, tags: build.tags };
+  // With a push, a new binary layer goes to its registry while it is compressed (unless the
+  // registry is this process's own, which takes the file by path).
+  const streamed = build.push
+    ? new StreamedUploads({ client, repositoryFor: (importPath) => imageRepository(naming, importPath), inProcessAddress: options.inProcess?.address })
+    : undefined;
+  const goBuilder = new GoBuilder({
+    config,
+    bases,
+    image: build.image,
+    layerFiles,
+    ...(streamed ? { streamLayer: (importPath: string, platform: string, signal?: AbortSignal) => streamed.tap(importPath, platform, signal) } : {}),
+  });
   // --jobs bounds the go builds of the whole command, every import path and platform together;
   // an import path named several times is built once (the dev loop invalidates it on each save).
   const builder = cacheBuilds(limitBuilds(goBuilder, createLimiter(build.jobs)));
 
-  const naming: ImageNaming = { dockerRepo: options.dockerRepo, naming: build.naming, tags: build.tags };
   const writer = new RegistryWriter({
     client,
     locations: new BlobLocations(join(config.cacheDir, 'blob-locations')),
     ...(options.inProcess ? { inProcess: options.inProcess } : {}),
+    ...(streamed ? { streamed } : {}),
   });
   const pushing = registryPublisher(writer, naming);
   let primary: Publisher = build.push ? pushing : noPushPublisher(naming);
@@ -128,6 +142,7 @@ export function makePipeline(config: ResolvedConfig, options: PipelineOptions): 
       return caching.publish(await pipeline.build(target, context), context);
     },
     close: async () => {
+      await streamed?.close();
       await Promise.all([client.close(), layerFiles.close()]);
     },
   };

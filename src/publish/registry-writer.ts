@@ -4,7 +4,9 @@
 // registry (or wherever this registry was seen to hold the blob), else an upload of the bytes the
 // layer opens (a base layer from another registry is thus copied once; a layer file is streamed
 // from disk), or, for the embedded registry this same process serves, the layer file handed over
-// by path. Blobs go before the manifest, so no tag ever points at an incomplete image.
+// by path. A new binary layer may have been streamed while it was written (streamed-uploads.ts):
+// where this would upload it, it only closes that session, and falls back to the file if the
+// stream failed. Blobs go before the manifest, so no tag ever points at an incomplete image.
 import type { Readable } from 'node:stream';
 import { TskoError, isAbortError } from '../errors.js';
 import type { EventBus } from '../events.js';
@@ -17,6 +19,7 @@ import type { RegistryClient } from '../registry/client.js';
 import { formatReference, type Reference, type Repository } from '../registry/reference.js';
 import { BlobLocations } from './blob-locations.js';
 import type { PublishStats } from './publisher.js';
+import type { PendingStream, StreamedUploads } from './streamed-uploads.js';
 
 /** Where a write reports (events with the iteration's fields) and what cancels it. */
 export interface WriteContext {
@@ -64,6 +67,8 @@ export interface RegistryWriterOptions {
   concurrency?: number;
   /** Where blobs were put before, for cross-repo mounts; default: this process only. */
   locations?: BlobLocations;
+  /** Layers already streaming to their registry while they were written (the remote path). */
+  streamed?: StreamedUploads;
 }
 
 /** A blob to push: a layer, or a config or artifact file from memory. */
@@ -83,6 +88,7 @@ export class RegistryWriter {
   private readonly inProcess: InProcessRegistry | undefined;
   private readonly concurrency: number;
   private readonly locations: BlobLocations;
+  private readonly streamed: StreamedUploads | undefined;
   /** Blobs known to be in a repository, so a warm push HEADs nothing it has seen. */
   private readonly known = new Set<string>();
   /** One in-flight push per blob and repository, shared by concurrent publishes. */
@@ -93,6 +99,7 @@ export class RegistryWriter {
     this.inProcess = options.inProcess;
     this.concurrency = options.concurrency ?? 4;
     this.locations = options.locations ?? new BlobLocations();
+    this.streamed = options.streamed;
   }
 
   async writeImage(image: Image, repository: Repository, tags: readonly string[], { events, signal }: WriteContext): Promise<Written> {
@@ -201,13 +208,17 @@ export class RegistryWriter {
 
   private pushBlob(repository: Repository, blob: BlobToPush, signal: AbortSignal | undefined, events: EventBus): Promise<'pushed' | 'skipped'> {
     const key = `${repository.registry}/${repository.repository}@${blob.digest}`;
+    // A stream of this blob (taken once): completed only if this push would upload, else cancelled.
+    const stream = this.streamed?.take(repository, blob.digest);
     if (this.known.has(key)) {
+      void stream?.cancel();
       emitBlob(events, 'known', repository, blob);
       return Promise.resolve('skipped');
     }
     let pending = this.inflight.get(key);
+    if (pending) void stream?.cancel();
     if (!pending) {
-      pending = this.pushBlobOnce(repository, blob, signal, events).then(
+      pending = this.pushBlobOnce(repository, blob, signal, events, stream).then(
         async (outcome) => {
           this.known.add(key);
           await this.locations.remember(repository.registry, repository.repository, blob.digest);
@@ -224,7 +235,24 @@ export class RegistryWriter {
     return pending;
   }
 
-  private async pushBlobOnce(repository: Repository, blob: BlobToPush, signal: AbortSignal | undefined, events: EventBus): Promise<'pushed' | 'skipped'> {
+  private async pushBlobOnce(repository: Repository, blob: BlobToPush, signal: AbortSignal | undefined, events: EventBus, stream?: PendingStream): Promise<'pushed' | 'skipped'> {
+    let uploading = false;
+    try {
+      return await this.pushBlobChecked(repository, blob, signal, events, stream, () => (uploading = true));
+    } finally {
+      // Any way out but the upload (found, mounted, failed, aborted) leaves nothing behind.
+      if (stream && !uploading) void stream.cancel();
+    }
+  }
+
+  private async pushBlobChecked(
+    repository: Repository,
+    blob: BlobToPush,
+    signal: AbortSignal | undefined,
+    events: EventBus,
+    stream: PendingStream | undefined,
+    willUpload: () => void,
+  ): Promise<'pushed' | 'skipped'> {
     const local = blob.path !== undefined ? { path: blob.path, size: blob.size } : blob.bytes ? { bytes: blob.bytes } : undefined;
     if (local && this.inProcess?.address === repository.registry) {
       const outcome = await this.inProcess.adoptBlob(repository.repository, blob.digest, local);
@@ -246,8 +274,14 @@ export class RegistryWriter {
         return 'skipped';
       }
     }
+    willUpload();
+    if (stream && (await stream.complete())) {
+      // Sent while the layer was written; only the closing PUT was left.
+      emitBlob(events, 'pushed', repository, blob);
+      return 'pushed';
+    }
     if (blob.path) {
-      // A file on disk: streamed, and opened again by a retried upload.
+      // A file on disk (also when its stream failed): streamed, and opened again by a retried upload.
       await this.client.uploadBlob(repository, blob.digest, blob.size, () => blob.open(signal), signal);
     } else {
       // Read whole once: a retried upload sends these bytes again instead of fetching them again.

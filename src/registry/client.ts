@@ -8,7 +8,7 @@ import { getBlob, headBlob, mountBlob, openBlobStream } from './blobs.js';
 import { type FetchedManifest, type ManifestInfo, checkAuth, getManifest, headManifest, listTags, putManifest } from './manifests.js';
 import type { Reference, Repository } from './reference.js';
 import { type Transport, type TransportOptions, createTransport } from './transport.js';
-import { uploadBlob, uploadBlobChunked } from './uploads.js';
+import { beginStreamedUpload, type StreamedUpload, uploadBlob, uploadBlobChunked } from './uploads.js';
 
 export type { Action, FetchedManifest, ManifestInfo };
 
@@ -74,6 +74,11 @@ export class RegistryClient {
 
   uploadBlobChunked(target: Repository, digest: string, data: Buffer, chunkSize: number, signal?: AbortSignal): Promise<void> {
     return uploadBlobChunked(this.#transport, target, digest, data, chunkSize, signal);
+  }
+
+  /** A streamed upload of bytes still being made: see uploads.ts. The caller keeps them to upload again if it fails. */
+  beginStreamedUpload(target: Repository, body: AsyncIterable<Buffer>, signal?: AbortSignal): StreamedUpload {
+    return beginStreamedUpload(this.#transport, target, body, signal);
   }
 
   close(): Promise<void> {

@@ -1,6 +1,7 @@
 // Blob uploads over the registry transport: a session (POST), then one monolithic PUT or PATCH
 // chunks and a closing PUT with `?digest=`. An upload is retried as a whole, from a new session,
 // reopening its body through the caller's factory.
+import { Readable } from 'node:stream';
 import { TskoError } from '../errors.js';
 import { repositoryScope } from './auth.js';
 import type { BodyFactory } from './dispatch.js';
@@ -113,4 +114,71 @@ export async function uploadBlobChunked(transport: RegistryTransport, target: Re
     }
     await closeUpload(ctx, session, digest, { 'content-length': '0' });
   });
+}
+
+/** An upload whose bytes are sent while they are still being made (one streamed PATCH). */
+export interface StreamedUpload {
+  /** Settles when the PATCH is answered: rejects when the stream failed (then `finish` fails too). */
+  readonly sent: Promise<void>;
+  /**
+   * Once the body has ended: checks the registry took `size` bytes and closes the session with
+   * `PUT ?digest=`. Not retried: a streamed body cannot be replayed, so a failure here is the
+   * caller's cue to upload again from wherever the bytes were kept.
+   */
+  finish(digest: string, size: number): Promise<void>;
+  /** Abandons the session (best effort): the registry never stores a blob for it. */
+  cancel(): Promise<void>;
+}
+
+/**
+ * Starts a streamed upload: POST for a session (retried on its own), then one PATCH whose body is
+ * `body` as it comes (Transfer-Encoding: chunked, no Content-Range: the "stream" flow of ggcr,
+ * skopeo and distribution). The PATCH goes out once, never replayed: a 401 on it (which would send
+ * the body again) fails the upload instead.
+ */
+export function beginStreamedUpload(transport: RegistryTransport, target: Repository, body: AsyncIterable<Buffer>, signal?: AbortSignal): StreamedUpload {
+  // cancel() stops a PATCH still sending; the DELETE then goes under the caller's signal only.
+  const stop = new AbortController();
+  const ctx = pushContext(transport, target, `streamed upload blob ${formatRepository(target)}`, signal ? AbortSignal.any([signal, stop.signal]) : stop.signal);
+  let session: URL | undefined;
+  const patched = (async () => {
+    session = await startUploadRetrying(ctx);
+    let sent = false;
+    const once: BodyFactory = () => {
+      if (sent) throw new TskoError('REGISTRY_HTTP', `${ctx.operation}: the registry asked for the streamed body again; it cannot be replayed`);
+      sent = true;
+      return Readable.from(body, { objectMode: false });
+    };
+    const res = await sendInSession(ctx, 'PATCH', session, { 'content-type': 'application/octet-stream' }, once);
+    if (res.status !== 202) throw await httpError(res, ctx.operation, ctx.target.registry);
+    await discard(res);
+    session = location(res, ctx.operation);
+    return { session, range: header(res, 'range') };
+  })();
+  // Observed by finish() or cancel(); until then a failure is only remembered.
+  patched.catch(() => undefined);
+  const sent = patched.then(() => undefined);
+  sent.catch(() => undefined);
+  return {
+    sent,
+    async finish(digest, size) {
+      const { session: next, range } = await patched;
+      // `Range: 0-<last byte>`: a registry that says it holds fewer bytes lost some on the way.
+      if (range !== undefined && range !== '' && size > 0 && range !== `0-${size - 1}`) {
+        throw new TskoError('REGISTRY_HTTP', `${ctx.operation}: registry holds bytes ${range} of ${size}`);
+      }
+      await closeUpload({ ...ctx, operation: `${ctx.operation}@${digest}` }, next, digest, { 'content-length': '0' });
+    },
+    async cancel() {
+      stop.abort();
+      await patched.catch(() => undefined);
+      if (session === undefined) return;
+      try {
+        const del = await transport.send({ registry: target.registry, method: 'DELETE', target: session, scopes: ctx.scopes, operation: 'cancel upload', signal });
+        await discard(del);
+      } catch {
+        // An abandoned session only costs the registry a little disk until it is garbage collected.
+      }
+    },
+  };
 }
