@@ -72,7 +72,9 @@ if (
   var env = Object.assign({}, process.env);
   if (process.platform === 'linux' && env.MALLOC_ARENA_MAX === undefined) env.MALLOC_ARENA_MAX = '2';
   try {
-    process.execve(process.execPath, [process.execPath, SEMI_SPACE_FLAG].concat(process.execArgv, [fileURLToPath(import.meta.url)], args), env);
+    // argv[1] as it was given (npx runs node_modules/.bin/tsko, a link): the command line others
+    // find tsko by stays the same but for the flag.
+    process.execve(process.execPath, [process.execPath, SEMI_SPACE_FLAG].concat(process.execArgv, [process.argv[1] || fileURLToPath(import.meta.url)], args), env);
   } catch (err) {
     // Not replaced (the binary cannot be executed again): run as this process is.
   }
