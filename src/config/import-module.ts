@@ -41,11 +41,11 @@ type RegisterHooks = (hooks: {
  * The hooks live only while one config is imported: they touch nothing but the bare specifier
  * `tsko` when Node cannot find it, and the format of the config file itself.
  */
-function registerConfigHooks(file: string): ModuleHooks | undefined {
+function registerConfigHooks(file: string, stripped?: string): ModuleHooks | undefined {
   const register = (nodeModule as unknown as { registerHooks?: RegisterHooks }).registerHooks;
   if (typeof register !== 'function') return undefined;
   const configUrl = pathToFileURL(file).href;
-  const typescript = /\.m?ts$/.test(file);
+  const typescript = TYPESCRIPT.test(file);
   return register({
     resolve(specifier, context, next) {
       if (specifier !== 'tsko') return next(specifier, context);
@@ -57,17 +57,33 @@ function registerConfigHooks(file: string): ModuleHooks | undefined {
       }
     },
     load(url, context, next) {
+      if (stripped !== undefined && url.split('?')[0] === configUrl) return { format: 'module', source: stripped, shortCircuit: true };
       if (typescript && url.split('?')[0] === configUrl) return next(url, { ...context, format: 'module-typescript' });
       return next(url, context);
     },
   });
 }
 
-/** Imports `file` (a fresh copy with `fresh`, bypassing Node's module cache) and returns the module. */
-export async function importConfigModule(file: string, options: { fresh?: boolean; signal?: AbortSignal } = {}): Promise<Record<string, unknown>> {
+export interface ImportConfigOptions {
+  /** A fresh copy, bypassing Node's module cache (a dev loop's edited config). */
+  fresh?: boolean;
+  /**
+   * For a process that stays up (`tsko dev`): a TypeScript config's types are stripped by a short
+   * `node` child rather than in this process. Node's own stripping loads its TypeScript parser
+   * (a 3.8 MB module and its WebAssembly memory, ~17 MB of RSS) into the process for good; the
+   * module compile cache spares that only on a warm start of an unchanged, non-fresh import.
+   * A failure in the child falls back to the import here, which reports syntax errors as before.
+   */
+  stripTypesApart?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Imports `file` and returns the module. */
+export async function importConfigModule(file: string, options: ImportConfigOptions = {}): Promise<Record<string, unknown>> {
   const url = pathToFileURL(file);
   if (options.fresh) url.searchParams.set('t', String(Date.now()));
-  const hooks = registerConfigHooks(file);
+  const stripped = options.stripTypesApart && TYPESCRIPT.test(file) ? await stripTypesInChild(file, options.signal) : undefined;
+  const hooks = registerConfigHooks(file, stripped);
   try {
     return (await import(url.href)) as Record<string, unknown>;
   } catch (err) {
@@ -77,6 +93,30 @@ export async function importConfigModule(file: string, options: { fresh?: boolea
   } finally {
     hooks?.deregister();
   }
+}
+
+const TYPESCRIPT = /\.m?ts$/;
+
+/** Node's own type stripping (whitespace in place of types, so lines and columns stay), run in a child. */
+const STRIP_SCRIPT =
+  "process.stdout.write(require('node:module').stripTypeScriptTypes(require('node:fs').readFileSync(process.argv[1], 'utf8')))";
+
+/**
+ * `file` as JavaScript, its types stripped by a `node` child; undefined when the child fails (a
+ * syntax error: the import in this process then says where), so it never changes an outcome.
+ */
+function stripTypesInChild(file: string, signal: AbortSignal | undefined): Promise<string | undefined> {
+  // NODE_OPTIONS is left out so a preload meant for tsko (a test's --import hook) does not run in it.
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--no-warnings', '-e', STRIP_SCRIPT, file],
+      { env, timeout: 30_000, maxBuffer: 64 * 1024 * 1024, ...(signal ? { signal } : {}) },
+      (error, stdout) => resolve(error ? undefined : stdout),
+    );
+  });
 }
 
 /**

@@ -107,7 +107,7 @@ function at(location: SourceLocation, cwd: string): string {
 }
 
 /** `fresh` bypasses Node's module cache, so a dev loop sees an edited config. */
-export async function loadConfigFile(file: string | undefined, options: { fresh?: boolean; cwd?: string } = {}): Promise<LoadedConfig> {
+export async function loadConfigFile(file: string | undefined, options: { fresh?: boolean; cwd?: string; stripTypesApart?: boolean } = {}): Promise<LoadedConfig> {
   if (!file) return { config: {} };
   const cwd = options.cwd ?? dirname(file);
   const name = displayPath(file, cwd);
@@ -131,7 +131,7 @@ export async function loadConfigFile(file: string | undefined, options: { fresh?
   } else {
     let mod: Record<string, unknown>;
     try {
-      mod = await importConfigModule(file, { fresh: options.fresh ?? false });
+      mod = await importConfigModule(file, { fresh: options.fresh ?? false, stripTypesApart: options.stripTypesApart ?? false });
     } catch (err) {
       if (err instanceof ConfigSyntaxError) {
         throw new TskoError('CONFIG_INVALID', `${err.location ? at(err.location, cwd) : name}: syntax error: ${err.message}`);

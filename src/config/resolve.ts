@@ -104,7 +104,8 @@ export async function resolveConfig(inline: InlineConfig = {}): Promise<Resolved
   const home = inline.homedir ?? osHomedir();
 
   const file = findConfigFile({ cwd, explicit: inline.configFile, koConfigPath: env.KO_CONFIG_PATH || undefined, targets: inline.targets ?? inline.dev?.targets });
-  const { config } = await loadConfigFile(file, { fresh: inline.fresh ?? false, cwd });
+  // `tsko dev` stays up: its memory is kept free of Node's TypeScript parser (import-module.ts).
+  const { config } = await loadConfigFile(file, { fresh: inline.fresh ?? false, cwd, stripTypesApart: inline.command === 'dev' });
   const configDir = file ? dirname(file) : cwd;
 
   const overrides = new Map<string, string>();

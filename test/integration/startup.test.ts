@@ -192,6 +192,7 @@ describe('tsko dev when the process that started it dies', () => {
       TSKO_REGISTRY_ADDR: `127.0.0.1:${await freePort()}`,
       TSKO_TEST_MODULES_OUT: modules,
       KO_DOCKER_REPO: undefined,
+      MALLOC_ARENA_MAX: undefined,
     };
     for (const [key, value] of Object.entries({ ...process.env, ...overrides })) if (value !== undefined) env[key] = value;
     // A shell stands in for npx or an IDE: it starts tsko dev, says its pid, and waits.
@@ -256,6 +257,10 @@ describe('tsko dev when the process that started it dies', () => {
       [],
       'one tsko process: no re-executed copy of itself below it',
     );
+    // The pid the shell started is the daemon, replaced once in place (execve) with the memory
+    // settings bin/tsko.js gives `dev`.
+    assert.match(cmdline(tskoPid), /--max-semi-space-size=1 .*bin\/tsko\.js dev/, 'tsko dev runs with a 1 MB V8 semi-space');
+    assert.ok(readFileSync(`/proc/${tskoPid}/environ`, 'utf8').split('\0').includes('MALLOC_ARENA_MAX=2'), 'tsko dev runs with two malloc arenas');
 
     parent.kill('SIGKILL');
     const pid = tskoPid;

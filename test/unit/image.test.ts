@@ -2,13 +2,18 @@
 // their bytes; the builtin base is deterministic; the app config is laid out as ko's.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, it } from 'node:test';
+import { makeTempDir } from '../support/tmp.js';
 import { appendAppLayers, createdFromEpoch } from '../../src/image/assemble.js';
 import { builtinStaticBase } from '../../src/image/builtin-base.js';
 import { readLayer } from '../../src/image/layer.js';
+import { LayerFiles } from '../../src/image/layer-files.js';
 import { writeLayer } from '../../src/image/layer-writer.js';
-import { DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_LAYER_GZIP } from '../../src/image/media-types.js';
+import { DOCKER_LAYER_GZIP, DOCKER_MANIFEST, OCI_LAYER, OCI_LAYER_GZIP } from '../../src/image/media-types.js';
 
 const hex = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -26,6 +31,34 @@ describe('image model', () => {
     assert.equal(a.size, data.length);
     assert.equal(a.diffId, hex(gunzipSync(data)));
     assert.ok((await readLayer(a)).equals(data), 'a layer opens its bytes again, the same');
+  });
+
+  it('writes an uncompressed file layer from a file many read buffers long, byte for byte the tar of its bytes in memory', async (t) => {
+    // 12.5 MB: more 1 MB reads than the writer has buffers, so buffers must come back and be
+    // reused; a buffer reused before its bytes were written would show as wrong bytes here.
+    const dir = await makeTempDir('tsko-layer-', t);
+    const binary = randomBytes(12 * 1024 * 1024 + 512 * 1024 + 7);
+    const path = join(dir, 'app');
+    await writeFile(path, binary);
+    const files = new LayerFiles(join(dir, 'layers'));
+    t.after(() => files.close());
+    const head = { name: 'ko-app', type: 'directory' as const, mode: 0o555 };
+    const fromFile = await writeLayer([head, { name: 'ko-app/app', type: 'file', mode: 0o555, content: { path, size: binary.length } }], OCI_LAYER, 'none', files);
+    const inMemory = await writeLayer([head, { name: 'ko-app/app', type: 'file', mode: 0o555, content: binary }], OCI_LAYER, 'none');
+    assert.ok(fromFile.path, 'written to a file');
+    const bytes = await readFile(fromFile.path);
+    assert.ok(bytes.equals(await readLayer(inMemory)), 'the same tar as from the bytes in memory');
+    assert.equal(fromFile.digest, hex(bytes));
+    assert.equal(fromFile.diffId, fromFile.digest);
+    assert.equal(fromFile.size, bytes.length);
+    assert.equal(fromFile.digest, inMemory.digest);
+
+    // A file longer than the size it was listed with fails, as a tar entry must, and leaves no layer.
+    await appendFile(path, 'more');
+    await assert.rejects(
+      writeLayer([{ name: 'ko-app/app', type: 'file', mode: 0o555, content: { path, size: binary.length } }], OCI_LAYER, 'none', files),
+      /size mismatch/i,
+    );
   });
 
   it('builds the builtin base deterministically, with the nonroot user and CA bundle', async () => {
