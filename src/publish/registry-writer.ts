@@ -280,6 +280,11 @@ export class RegistryWriter {
       emitBlob(events, 'pushed', repository, blob);
       return 'pushed';
     }
+    if (stream) {
+      // The stream failed (refused, reset, a lost session): the upload from the file below is its
+      // retry, and every retry is an event.
+      events.emit({ type: 'retry', operation: `streamed upload of ${blob.digest}`, attempt: 1, cause: stream.failureCause ?? 'STREAM_FAILED', delayMs: 0 });
+    }
     if (blob.path) {
       // A file on disk (also when its stream failed): streamed, and opened again by a retried upload.
       await this.client.uploadBlob(repository, blob.digest, blob.size, () => blob.open(signal), signal);

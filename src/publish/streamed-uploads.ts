@@ -11,6 +11,7 @@ import type { Digest } from '../image/digest.js';
 import type { LayerTap } from '../image/layer-writer.js';
 import type { RegistryClient } from '../registry/client.js';
 import type { Repository } from '../registry/reference.js';
+import { RegistryError } from '../registry/http.js';
 import type { StreamedUpload } from '../registry/uploads.js';
 
 /** Bytes queued for the PATCH before the layer writer waits for the network. */
@@ -21,6 +22,16 @@ export interface PendingStream {
   /** Closes the session (`PUT ?digest=`); false when the stream failed and the blob must be uploaded from its file. */
   complete(): Promise<boolean>;
   cancel(): Promise<void>;
+  /** Why the stream failed (`429`, `ECONNRESET`, …), once complete() returned false: the upload from the file is its retry. */
+  readonly failureCause: string | undefined;
+}
+
+/** A short cause for a stream's failure, as retry events name them. */
+function causeOf(err: unknown): string {
+  if (err instanceof RegistryError) return err.causeCode;
+  const { code, status } = (err ?? {}) as { code?: unknown; status?: unknown };
+  if (typeof status === 'number') return String(status);
+  return typeof code === 'string' && code !== '' ? code : 'STREAM_FAILED';
 }
 
 export interface StreamedUploadsOptions {
@@ -33,6 +44,8 @@ export interface StreamedUploadsOptions {
 
 interface Entry {
   upload: StreamedUpload;
+  /** What ended the stream, once it failed. */
+  failure?: unknown;
   /** Set when the layer ended; the stream is usable only then. */
   layer?: { digest: string; size: number };
   failed: boolean;
@@ -102,6 +115,7 @@ export class StreamedUploads {
     this.bySlot.set(slot, entry);
     const fail = (err: unknown) => {
       failure ??= err;
+      entry.failure ??= err;
       entry.failed = true;
       queue.length = 0;
       queued = 0;
@@ -129,7 +143,8 @@ export class StreamedUploads {
       end: (digest: Digest, size: number) => {
         ended = true;
         signalAll();
-        if (entry.failed) return;
+        // A stream that failed on the way is kept too: the writer, taking it, learns why and
+        // reports its upload from the file as the retry it is.
         entry.layer = { digest, size };
         const key = `${repository.registry}/${repository.repository}@${digest}`;
         this.discard(this.ready.get(key));
@@ -153,18 +168,26 @@ export class StreamedUploads {
     this.ready.delete(key);
     if (this.bySlot.get(entry.slot) === entry) this.bySlot.delete(entry.slot);
     const { layer } = entry;
+    let failureCause: string | undefined;
     return {
       complete: async () => {
-        if (entry.failed || !layer) return false;
+        if (entry.failed || !layer) {
+          failureCause = causeOf(entry.failure);
+          return false;
+        }
         try {
           await entry.upload.finish(layer.digest, layer.size);
           return true;
-        } catch {
+        } catch (err) {
+          failureCause = causeOf(err);
           void entry.upload.cancel();
           return false;
         }
       },
       cancel: () => entry.upload.cancel(),
+      get failureCause() {
+        return failureCause;
+      },
     };
   }
 

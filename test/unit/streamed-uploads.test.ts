@@ -78,7 +78,7 @@ test('the tap passes every byte in order, waits past the high-water mark, and th
   assert.deepEqual(call.finished, [[DIGEST, 3 * chunk.length]]);
 });
 
-test('a stream the registry ended stops taking bytes, never blocks the writer, and its blob goes up from the file', async () => {
+test('a stream the registry ended stops taking bytes, never blocks the writer, and its blob goes up from the file (a retry, with the cause)', async () => {
   const { client, calls } = controlledClient();
   const streams = new StreamedUploads({ client, repositoryFor: () => REPO });
   const tap = streams.tap('example.com/app', 'linux/amd64');
@@ -91,7 +91,9 @@ test('a stream the registry ended stops taking bytes, never blocks the writer, a
   assert.equal(tap.write(big), undefined, 'a failed stream takes nothing more');
   tap.end(DIGEST, big.length * 2);
   const pending = streams.take(REPO, DIGEST);
-  assert.equal(pending, undefined, 'a failed stream is never offered to the writer');
+  assert.ok(pending, 'a failed stream is still handed to the writer, which reports the upload from the file as its retry');
+  assert.equal(await pending.complete(), false, 'it cannot complete: the blob goes up from the file');
+  assert.equal(pending.failureCause, '416', 'the status the registry answered');
   assert.equal(streams.tap('example.com/app', 'linux/amd64'), undefined, 'a registry that refused a streamed PATCH is not streamed to again');
 });
 
