@@ -258,13 +258,16 @@ export async function startDevSession(options: DevSessionOptions): Promise<DevSe
       watched.push(entry);
     }
     // A remote target that cannot take a deploy (no such Deployment, no permission, an unknown
-    // project) fails the command now, in one line with the fix, not after the first build and push.
-    // The close() below aborts a preflight still running when the session stops.
-    await Promise.all(watched.map(async (entry) => entry.target.preflight?.({ service: entry.loop.name, importPath: entry.loop.importPath, events, signal: preflightAbort.signal })));
+    // project) fails the command before the first build, in one line with the fix. Its network
+    // round trips overlap the scope's `go list` and the watcher's start; the close() below aborts
+    // a preflight still running when the session stops.
+    const preflights = Promise.all(watched.map(async (entry) => entry.target.preflight?.({ service: entry.loop.name, importPath: entry.loop.importPath, events, signal: preflightAbort.signal })));
+    preflights.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
 
     watcher = new ScopeWatcher(onChange, (err) => events.emit({ type: 'log', level: 'warn', message: `watcher: ${toErrorInfo(err).message}` }));
     await Promise.all(watched.map(refreshScope));
     await watcher.whenReady();
+    await preflights;
     for (const entry of watched) {
       entry.loop.onIterationEnd = () => void refreshScope(entry);
       entry.loop.rebuild('start');

@@ -99,8 +99,9 @@ export class GoBuilder implements Builder {
 
     const output = join(this.config.cacheDir, 'bin', importPath, fields.platform.replaceAll('/', '-'), appName);
     // Whether a first iteration was cold is go's to say (its build cache may be warm already); the
-    // action graph it writes for that costs a few ms, so warm rebuilds skip it.
-    const first = !this.builtOutputs.has(output);
+    // action graph it writes for that costs 10-30 ms, so only the dev loop and `tsko deploy` (which
+    // label their first iteration) ask, and only on a binary's first build.
+    const first = this.config.dev !== undefined && !this.builtOutputs.has(output);
     const { ms: buildMs, work } = await stage(
       events,
       'build',
