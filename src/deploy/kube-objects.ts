@@ -32,16 +32,21 @@ export async function getDeployment(client: KubeClient, connection: KubeConnecti
   }
 }
 
-/** true / false, or undefined when this user may not read namespaces. */
-export async function namespaceExists(client: KubeClient, namespace: string, signal: AbortSignal): Promise<boolean | undefined> {
+/** Whether the object at `path` exists: true / false, or undefined when this user may not read it. */
+export async function objectExists(client: KubeClient, path: string, signal: AbortSignal): Promise<boolean | undefined> {
   try {
-    await client.json({ method: 'GET', path: `/api/v1/namespaces/${encodeURIComponent(namespace)}`, signal });
+    await client.json({ method: 'GET', path, signal });
     return true;
   } catch (err) {
     if (err instanceof KubeApiError && err.status === 404) return false;
     if (err instanceof KubeApiError && err.status === 403) return undefined;
     throw err;
   }
+}
+
+/** true / false, or undefined when this user may not read namespaces. */
+export function namespaceExists(client: KubeClient, namespace: string, signal: AbortSignal): Promise<boolean | undefined> {
+  return objectExists(client, `/api/v1/namespaces/${encodeURIComponent(namespace)}`, signal);
 }
 
 export function namespaceMissing(connection: KubeConnection, namespace: string): KubeApiError {

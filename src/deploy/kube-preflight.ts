@@ -8,7 +8,7 @@ import type { KubeClient } from './kube-client.js';
 import { KubeApiError, KubeError } from './kube-client.js';
 import type { KubeConnection } from './kube-config.js';
 import { resolveManifests } from './kube-manifests.js';
-import { canI, canICommand, getDeployment, namespaceExists, namespaceMissing, pickContainer, resourceOf, type AccessCheck, type ResourceInfo } from './kube-objects.js';
+import { canI, canICommand, getDeployment, namespaceExists, namespaceMissing, objectExists, pickContainer, resourceOf, type AccessCheck, type ResourceInfo } from './kube-objects.js';
 
 export interface PreflightContext {
   client: KubeClient;
@@ -63,21 +63,10 @@ export async function preflightManifests(ctx: PreflightContext): Promise<string>
     // Server-side apply that creates the object is authorized as a create as well.
     const base = object.apiVersion.includes('/') ? `/apis/${object.apiVersion}` : `/api/${object.apiVersion}`;
     const path = `${base}${namespace ? `/namespaces/${encodeURIComponent(namespace)}` : ''}/${plural}/${encodeURIComponent(object.name)}`;
-    if ((await exists(client, path, signal)) === false) await mayDo(ctx, { ...check, verb: 'create' }, `create ${what} (server-side apply of a new object)`);
+    // undefined (this user may not read it): the patch review above is all that is checked.
+    if ((await objectExists(client, path, signal)) === false) await mayDo(ctx, { ...check, verb: 'create' }, `create ${what} (server-side apply of a new object)`);
   }
   return `${all.length} object${all.length === 1 ? '' : 's'} in ${ctx.manifests.length} file${ctx.manifests.length === 1 ? '' : 's'} (context "${connection.context}", ${connection.server}): apply allowed`;
-}
-
-/** true / false, or undefined when this user may not read it (the review decides then). */
-async function exists(client: KubeClient, path: string, signal: AbortSignal): Promise<boolean | undefined> {
-  try {
-    await client.json({ method: 'GET', path, signal });
-    return true;
-  } catch (err) {
-    if (err instanceof KubeApiError && err.status === 404) return false;
-    if (err instanceof KubeApiError && err.status === 403) return undefined;
-    throw err;
-  }
 }
 
 async function mayDo(ctx: PreflightContext, check: AccessCheck, what: string): Promise<void> {
