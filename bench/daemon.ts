@@ -25,6 +25,11 @@ export interface IterationRecord {
   endedAt: number;
   /** When the push stage ended (absent when nothing was pushed). */
   pushEndedAt?: number;
+  /**
+   * When it began to serve: the end of its `ready` stage in an iteration that ended deployed (on
+   * the local target that comes before the push ends; elsewhere it is the iteration's end).
+   */
+  servingAt?: number;
   /** The stage.end of each stage (stages follow each other; a repeated one keeps the last). */
   stages: Partial<Record<Stage, number>>;
   bytesPushed: number;
@@ -195,11 +200,14 @@ export class DevDaemon {
     if (!start || !end) throw new Error(`iteration ${iteration} has not ended`);
     const stages: Partial<Record<Stage, number>> = {};
     let pushEndedAt: number | undefined;
+    let readyEndedAt: number | undefined;
     for (const e of mine) {
       if (e.type !== 'stage.end') continue;
       stages[e.stage] = e.ms;
       if (e.stage === 'push') pushEndedAt = e.time;
+      if (e.stage === 'ready' && e.ok) readyEndedAt = e.time;
     }
+    const servingAt = end.result === 'deployed' ? (readyEndedAt ?? end.time) : undefined;
     return {
       iteration,
       result: end.result,
@@ -207,6 +215,7 @@ export class DevDaemon {
       startedAt: start.time,
       endedAt: end.time,
       ...(pushEndedAt !== undefined ? { pushEndedAt } : {}),
+      ...(servingAt !== undefined ? { servingAt } : {}),
       stages,
       bytesPushed: end.bytesPushed ?? 0,
       blobsPushed: end.blobsPushed ?? 0,

@@ -83,7 +83,7 @@ try {
     const from = daemon.events.length;
     const at = await editVersion(copy, `v${save}`);
     const { record } = await daemon.settle(from, SETTLE_TIMEOUT_MS, QUIET_MS);
-    const ms = record.endedAt - at;
+    const ms = (record.servingAt ?? record.endedAt) - at;
     serving.push(ms);
     let timing = `save ${save}: ${record.result}, save→serving ${ms} ms`;
     if (goCopy) {

@@ -154,7 +154,7 @@ async function coldTsko(ctx: Context, copy: ServiceCopy, env: Record<string, str
     daemon,
     cold: {
       spawnToPushed: record.pushEndedAt - spawnAt,
-      spawnToServing: record.endedAt - spawnAt,
+      spawnToServing: (record.servingAt ?? record.endedAt) - spawnAt,
       startup: record.startedAt - spawnAt,
       iterationMs: record.ms,
       stages: record.stages,
@@ -218,7 +218,7 @@ async function recordWarm(warm: WarmTsko, daemon: DevDaemon, version: string, sa
     return;
   }
   if (record.pushEndedAt !== undefined) warm.saveToPushed.push(record.pushEndedAt - savedAt);
-  warm.saveToServing.push(record.endedAt - savedAt);
+  warm.saveToServing.push((record.servingAt ?? record.endedAt) - savedAt);
   warm.tskoMs.push(record.ms);
   warm.watchLatency.push(fileEventAt(record) - savedAt);
   for (const stage of STAGES) {
@@ -488,7 +488,7 @@ async function warmService(ctx: Context, setup: ServiceSetup, rounds: number): P
       if (measured) {
         await recordWarm(warm, daemon, version, save);
         if (save.record.result === 'deployed') {
-          pair.tskoServing = save.record.endedAt - save.savedAt;
+          pair.tskoServing = (save.record.servingAt ?? save.record.endedAt) - save.savedAt;
           if (save.record.pushEndedAt !== undefined) pair.tskoPushed = save.record.pushEndedAt - save.savedAt;
         }
       }
@@ -552,7 +552,7 @@ async function warmService(ctx: Context, setup: ServiceSetup, rounds: number): P
       }
       log(
         `${name} round ${round + 1}/${warmup + rounds}${measured ? '' : ' (warm-up)'}: tsko save→pushed ${ms(save.record.pushEndedAt, save.savedAt)} ms, ` +
-          `serving ${Math.round(save.record.endedAt - save.savedAt)} ms (${save.record.result}); go build ${Math.round(floorMs)} ms` +
+          `serving ${Math.round((save.record.servingAt ?? save.record.endedAt) - save.savedAt)} ms (${save.record.result}); go build ${Math.round(floorMs)} ms` +
           (koMs !== undefined ? `; ko build ${Math.round(koMs)} ms` : '') +
           `; tsko build ${Math.round(buildMs)} ms` +
           (air ? `; air ${airMs === undefined ? 'failed' : `${Math.round(airMs)} ms`}` : '') +
@@ -640,7 +640,7 @@ async function rssPhase(ctx: Context, daemon: DevDaemon, copy: ServiceCopy): Pro
     const save = await tskoSave(daemon, () => editVersion(copy, `rss ${i} ${ctx.nonce}`), ctx.options.gapMs);
     results[save.record.result] = (results[save.record.result] ?? 0) + 1;
     if (save.iterationsStarted > 1) split += 1;
-    if (save.record.result === 'deployed') saveToServing.push(save.record.endedAt - save.savedAt);
+    if (save.record.result === 'deployed') saveToServing.push((save.record.servingAt ?? save.record.endedAt) - save.savedAt);
     done = i;
     if (i === baselineSave || i % 10 === 0 || i === total) sample(i);
     if (i % 25 === 0) log(`RSS phase: ${i}/${total} saves, VmRSS ${kbToMb(samples[samples.length - 1]?.kb)} MB`);

@@ -99,8 +99,15 @@ export class FrontProxy {
     return this.active?.name;
   }
 
-  /** From now on, new requests go to `upstream`; those in flight finish where they are. */
-  switchTo(upstream: Upstream): void {
+  /**
+   * From now on, new requests go to `upstream` (none: answered 503 as before the first revision);
+   * those in flight finish where they are.
+   */
+  switchTo(upstream: Upstream | undefined): void {
+    if (!upstream) {
+      this.active = undefined;
+      return;
+    }
     let state = this.upstreams.get(upstream.name);
     if (!state) {
       // keepAlive: a warm connection per revision saves a TCP handshake per proxied request.

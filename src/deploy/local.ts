@@ -17,7 +17,8 @@ import { FrontProxy, type CrashReport } from './front-proxy.js';
 import { Revision } from './revision.js';
 import type { DeployRequest, DeployResult, EarlyDeployRequest, Rollout, Target } from './target.js';
 import { removeTree, type CloneMode } from './tree.js';
-import { pruneChains, unpackImage, type UnpackResult } from './unpack.js';
+import { pruneChains, unpackRunnable, type UnpackResult } from './unpack.js';
+import { runnableOf } from '../image/assemble.js';
 
 export interface LocalTargetOptions {
   /** The stable front port (default 8080; 0 picks a free one). */
@@ -175,14 +176,16 @@ class LocalTargetImpl implements LocalTarget {
   }
 
   deploy(request: DeployRequest): Promise<Rollout> {
-    return this.deployBeforePush({ ...request, pushed: Promise.resolve(request.reference) });
+    const { image, reference, ...rest } = request;
+    return this.deployBeforePush({ ...rest, runnable: runnableOf(image), pushed: Promise.resolve(reference) });
   }
 
   /**
-   * Deploys run one at a time: each waits for the one before it to be serving or to have failed.
-   * The turn is held from the unpack until the rollout's ready() settles. The revision starts from
-   * the image's own layers (the binary linked, not extracted) while the push may still run; it is
-   * switched to only once it answers and the push is complete.
+   * Deploys run one at a time: each waits for the one before it to have settled. The turn is held
+   * from the unpack until the push's outcome has been applied (settled()). The revision starts
+   * from the image's own files (the binary linked, not extracted) while its layer is packed and
+   * pushed, and is switched to as soon as it answers; the previous one is retired once the push
+   * has completed, or switched back to when it failed.
    */
   deployBeforePush(request: EarlyDeployRequest): Promise<Rollout> {
     if (this.closing) return Promise.reject(new TskoError('ABORTED', 'the local target is closed'));
@@ -204,7 +207,20 @@ class LocalTargetImpl implements LocalTarget {
           throw err;
         });
         const starting = await this.start(request, linked.signal);
-        return { ready: () => this.finish(starting, request, linked.signal).finally(done) };
+        let settled: Promise<void> = Promise.resolve();
+        return {
+          ready: async () => {
+            try {
+              const switched = await this.finish(starting, request, linked.signal);
+              settled = switched.settled.finally(done);
+              return switched.result;
+            } catch (err) {
+              done();
+              throw err;
+            }
+          },
+          settled: () => settled,
+        };
       } catch (err) {
         done();
         throw err;
@@ -214,7 +230,7 @@ class LocalTargetImpl implements LocalTarget {
 
   /** Unpacks the image into a new revision dir and starts its entrypoint on a free port. */
   private async start(request: EarlyDeployRequest, signal: AbortSignal): Promise<Starting> {
-    const { service, iteration, events, image } = request;
+    const { service, iteration, events, runnable: image } = request;
     throwIfAborted(signal, `deploy of ${service} iteration ${iteration} aborted`);
     const newest = this.newest.get(service);
     if (newest !== undefined && iteration < newest) {
@@ -227,7 +243,7 @@ class LocalTargetImpl implements LocalTarget {
     let revision: Revision | undefined;
     try {
       const [unpacked, port] = await Promise.all([
-        unpackImage(image.layers, dir, { cacheDir: this.chainsDir, signal, clone: this.options.rootfsClone ?? 'link' }),
+        unpackRunnable(image, dir, { cacheDir: this.chainsDir, signal, clone: this.options.rootfsClone ?? 'link' }),
         freePort(),
       ]);
       throwIfAborted(signal, `deploy of ${name} aborted`);
@@ -248,38 +264,66 @@ class LocalTargetImpl implements LocalTarget {
     }
   }
 
-  /** Waits for the started revision to answer, then switches the front port to it and retires the old one. */
-  private async finish(starting: Starting, request: EarlyDeployRequest, signal: AbortSignal): Promise<DeployResult> {
+  /**
+   * Waits for the started revision to answer and switches the front port to it. The previous
+   * revision is kept until the push has settled: `settled` then retires it, or, when the push
+   * failed, switches back to it and stops the new one.
+   */
+  private async finish(starting: Starting, request: EarlyDeployRequest, signal: AbortSignal): Promise<{ result: DeployResult; settled: Promise<void> }> {
     const { name, dir, port, revision, unpacked } = starting;
     const { service, iteration, events } = request;
+    let readyMs: number;
     try {
-      const [readyMs] = await Promise.all([
-        revision.waitReady({ timeoutMs: this.readyTimeoutMs, signal }),
-        request.pushed.catch((err: unknown) => {
+      // A push that fails while the revision starts means it is never switched to.
+      const pushFailed = request.pushed.then(
+        () => new Promise<never>(() => undefined),
+        (err: unknown) => {
           throw new TskoError('DEPLOY', `${name} is not switched to: its image was not pushed (${(err as Error).message})`, { cause: err });
-        }),
-      ]);
+        },
+      );
+      readyMs = await Promise.race([revision.waitReady({ timeoutMs: this.readyTimeoutMs, signal }), pushFailed]);
       // close() or a newer save may have come while it got ready: then it is not switched to.
       throwIfAborted(signal, `deploy of ${name} aborted`);
-      const previous = this.active;
-      this.proxy.switchTo({ name, port });
-      this.active = { revision, service, dir };
-      this.newest.set(service, iteration);
-      this.watchForCrash(revision, events);
-      events.emit({
-        type: 'log',
-        level: 'debug',
-        message: `${name}: unpacked ${unpacked.layers} layers in ${Math.round(unpacked.ms)} ms (${unpacked.cachedLayers} from cache), ready in ${Math.round(readyMs)} ms`,
-      });
-      if (previous) this.retire(previous, events);
-      this.recentChains = [unpacked.chains, ...this.recentChains].slice(0, 2);
-      await pruneChains(this.chainsDir, new Set(this.recentChains.flat())).catch(() => undefined);
-      return { revision: name, url: this.proxy.url };
     } catch (err) {
       // It ended on its own before it answered (not stopped for a newer save or shutdown).
       if (revision.exitedOnItsOwn && !revision.exitInfo?.error) await this.reportExit(revision, 'starting', events);
       throw await this.abandon(starting, err, signal);
     }
+    const previous = this.active;
+    const started: Running = { revision, service, dir };
+    this.proxy.switchTo({ name, port });
+    this.active = started;
+    this.newest.set(service, iteration);
+    this.watchForCrash(revision, events);
+    events.emit({
+      type: 'log',
+      level: 'debug',
+      message: `${name}: unpacked ${unpacked.layers} layers in ${Math.round(unpacked.ms)} ms (${unpacked.cachedLayers} from cache), ready in ${Math.round(readyMs)} ms`,
+    });
+    const settled = request.pushed.then(
+      async () => {
+        if (previous) this.retire(previous, events);
+        this.recentChains = [unpacked.chains, ...this.recentChains].slice(0, 2);
+        await pruneChains(this.chainsDir, new Set(this.recentChains.flat())).catch(() => undefined);
+      },
+      (err: unknown) => this.switchBack(started, previous, err, events),
+    );
+    return { result: { revision: name, url: this.proxy.url }, settled };
+  }
+
+  /**
+   * The push of a revision already serving failed: the one before it serves again (unless it had
+   * crashed: then nothing does, as before), and the new one is drained and stopped.
+   */
+  private switchBack(failed: Running, previous: Running | undefined, err: unknown, events: EventBus): void {
+    if (this.active === failed) {
+      const back = previous && !previous.crashed && previous.revision.exitInfo === undefined ? previous : undefined;
+      this.proxy.switchTo(back ? { name: back.revision.name, port: back.revision.port } : undefined);
+      this.active = back;
+      const serving = back ? `${back.revision.name} serves again` : 'nothing serves until the next deploy';
+      events.emit({ type: 'log', level: 'warn', message: `switched away from ${failed.revision.name}: its image was not pushed (${(err as Error).message}); ${serving}` });
+    }
+    this.retire(failed, events);
   }
 
   /** A revision that never served: stopped at once, its dir removed; the error says what keeps serving. */

@@ -4,7 +4,7 @@
 // `ready` as two stages one after the other, and does not know which target it drives. A target
 // that has the image's bytes already (the local one) may start before the push has finished.
 import type { EventBus } from '../events.js';
-import type { Image } from '../image/types.js';
+import type { Image, RunnableImage } from '../image/types.js';
 
 export type TargetKind = 'local' | 'kubernetes' | 'cloudrun';
 
@@ -33,10 +33,11 @@ export interface DeployResult {
 }
 
 /**
- * A deploy started while the image is still being pushed (see Target.deployBeforePush): the
- * reference comes with the push.
+ * A deploy started before the image is pushed, perhaps before its top layer is even packed (see
+ * Target.deployBeforePush): the revision runs `runnable`, and the reference comes with the push.
  */
-export interface EarlyDeployRequest extends Omit<DeployRequest, 'reference'> {
+export interface EarlyDeployRequest extends Omit<DeployRequest, 'reference' | 'image'> {
+  runnable: RunnableImage;
   /** Resolves to the pushed image's reference once every blob and the manifest are in; rejects when the push fails. */
   pushed: Promise<string>;
 }
@@ -49,6 +50,12 @@ export interface Rollout {
    * iteration was aborted meanwhile (it then rejects at once and releases what deploy() holds).
    */
   ready(): Promise<DeployResult>;
+  /**
+   * For a rollout that may serve before its push has ended (deployBeforePush): settles once the
+   * push's outcome has been applied — the previous revision retired, or, when the push failed,
+   * the previous revision serving again and the new one stopped. Absent: nothing to wait for.
+   */
+  settled?(): Promise<void>;
 }
 
 export interface PreflightRequest {
@@ -66,10 +73,12 @@ export interface Target {
    */
   deploy(request: DeployRequest): Promise<Rollout>;
   /**
-   * Only for a target that runs the image from its layers' own bytes (the local target): starts
-   * the new revision while the push is still running, so the loop need not wait for bytes the
-   * target already has. Its ready() switches to the revision only once `pushed` resolved — nothing
-   * serves an image the registry does not hold in full — and fails when the push fails.
+   * Only for a target that runs the image from its own bytes on this machine (the local target):
+   * starts the new revision while the layer is packed and pushed, so a save serves without waiting
+   * for bytes the target has already. Its ready() switches to the revision as soon as it answers;
+   * the previous revision is kept until `pushed` settles, then retired — or, when the push failed,
+   * switched back to, so an iteration never ends serving an image the registry does not hold in
+   * full (see Rollout.settled). A push that fails before the revision answers means no switch.
    */
   deployBeforePush?(request: EarlyDeployRequest): Promise<Rollout>;
   /**

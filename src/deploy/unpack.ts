@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { throwIfAborted } from '../abort.js';
 import { digestHex } from '../image/digest.js';
 import { readLayer } from '../image/layer.js';
-import type { Layer, LayerFile } from '../image/types.js';
+import type { Layer, LayerFile, RunnableImage } from '../image/types.js';
 import { applyLayer, archivePath } from './layer-apply.js';
 import { TskoError } from '../errors.js';
 import { cloneTree, removeTree, type CloneMode } from './tree.js';
@@ -43,15 +43,22 @@ export interface UnpackResult {
  * Builds `rootfs` (which must not exist) from `layers`. All but the top layer come from the chain
  * cache, which is filled on a miss; the top layer, the one a save changes, is extracted in place.
  */
-export async function unpackImage(layers: readonly Layer[], rootfs: string, options: UnpackOptions): Promise<UnpackResult> {
+export function unpackImage(layers: readonly Layer[], rootfs: string, options: UnpackOptions): Promise<UnpackResult> {
+  return unpackRunnable({ lower: layers.slice(0, -1), top: layers.at(-1) }, rootfs, options);
+}
+
+/**
+ * The same for an image whose top layer may be known only by its files (a binary whose layer is
+ * still being packed): those are linked in, so the revision runs the bytes the layer will hold.
+ */
+export async function unpackRunnable(image: Pick<RunnableImage, 'lower' | 'top'>, rootfs: string, options: UnpackOptions): Promise<UnpackResult> {
   const started = performance.now();
   const clone = options.clone ?? 'link';
-  const top = layers.at(-1);
+  const { lower, top } = image;
   if (top === undefined) {
     await mkdir(rootfs, { recursive: true });
-    return { chains: [], layers: 0, cachedLayers: 0, ms: performance.now() - started };
+    return { chains: [], layers: lower.length, cachedLayers: 0, ms: performance.now() - started };
   }
-  const lower = layers.slice(0, -1);
   let chains: string[] = [];
   let cachedLayers = 0;
   if (lower.length === 0) {
@@ -71,8 +78,8 @@ export async function unpackImage(layers: readonly Layer[], rootfs: string, opti
   }
   throwIfAborted(options.signal);
   if (top.files) await placeFiles(top.files, rootfs, clone);
-  else await applyLayer(await readLayer(top, options.signal), rootfs, options.signal, layerName(top));
-  return { chains, layers: layers.length, cachedLayers, ms: performance.now() - started };
+  else if ('digest' in top) await applyLayer(await readLayer(top, options.signal), rootfs, options.signal, layerName(top));
+  return { chains, layers: lower.length + 1, cachedLayers, ms: performance.now() - started };
 }
 
 /**

@@ -3,7 +3,7 @@
 // entries, diff_ids, base annotations. Pure: the same inputs give the same bytes and digests.
 import { sha256 } from './digest.js';
 import { familyOf, MEDIA_TYPES, OCI_LAYER, OCI_LAYER_ZSTD } from './media-types.js';
-import type { BaseImage, Image, ImageConfigJson, Layer, ManifestJson, Platform } from './types.js';
+import type { BaseImage, ContainerConfig, Image, ImageConfigJson, Layer, ManifestJson, Platform, RunnableImage } from './types.js';
 
 export const KO_APP_DIR = '/ko-app';
 export const KODATA_ROOT = '/var/run/ko';
@@ -60,15 +60,21 @@ export function appendAppLayers(base: BaseImage, options: AppImageOptions): Imag
   };
 }
 
-function appConfig(baseConfig: ImageConfigJson, options: AppImageOptions, ours: Layer[]): ImageConfigJson {
-  const base = structuredClone(baseConfig);
-  const container = { ...base.config };
-  const appPath = `${KO_APP_DIR}/${options.appName}`;
-  container.Entrypoint = [appPath];
+/** What runs: the base's container config with ko's entrypoint, PATH and KO_DATA_PATH, the user and labels. */
+export function appContainerConfig(baseConfig: ImageConfigJson, options: Pick<AppImageOptions, 'appName' | 'user' | 'labels'>): ContainerConfig {
+  const container = { ...structuredClone(baseConfig.config) };
+  container.Entrypoint = [`${KO_APP_DIR}/${options.appName}`];
   delete container.Cmd;
   container.Env = withAppEnv(container.Env ?? []);
   if (options.user !== undefined) container.User = options.user;
   if (options.labels && Object.keys(options.labels).length > 0) container.Labels = { ...container.Labels, ...options.labels };
+  return container;
+}
+
+function appConfig(baseConfig: ImageConfigJson, options: AppImageOptions, ours: Layer[]): ImageConfigJson {
+  const base = structuredClone(baseConfig);
+  const container = appContainerConfig(baseConfig, options);
+  const appPath = `${KO_APP_DIR}/${options.appName}`;
 
   const history = (base.history ?? []).slice();
   const createdBy = `tsko build ko://${options.importPath}`;
@@ -107,6 +113,11 @@ function withAppEnv(env: string[]): string[] {
   if (!sawPath) out.push(`PATH=${KO_APP_DIR}`);
   out.push(`KO_DATA_PATH=${KODATA_ROOT}`);
   return out;
+}
+
+/** A built image as a revision runs it. */
+export function runnableOf(image: Image): RunnableImage {
+  return { config: image.config, lower: image.layers.slice(0, -1), top: image.layers.at(-1) };
 }
 
 /** Creation time from SOURCE_DATE_EPOCH (seconds), else the Unix epoch: reproducible either way. */

@@ -125,6 +125,19 @@ export interface Image {
   platform: Platform;
 }
 
+/**
+ * An image as a revision runs it, which may be before its top layer is packed: the local target
+ * starts a revision from this while the binary's layer is still being tarred and hashed. `lower`
+ * are the layers under the top one, as the image has them; `top` is the top layer, or only its
+ * entries as files on this machine (its digest not known yet).
+ */
+export interface RunnableImage {
+  /** The platform and the container config (entrypoint, env, user…) the image will have. */
+  config: Pick<ImageConfigJson, 'os' | 'architecture' | 'variant' | 'config'>;
+  lower: readonly Layer[];
+  top: Layer | { files: readonly LayerFile[] } | undefined;
+}
+
 /** A resolved base image for one platform: what app layers are appended to. */
 export interface BaseImage {
   /** The reference as configured (`cgr.dev/chainguard/static:latest`, `builtin://static`). */

@@ -12,30 +12,51 @@ import type { Layer, LayerFile } from '../image/types.js';
 const READ_ONLY_EXEC = 0o555;
 
 /**
- * The binary's layer. With `into`, the binary is first snapshotted there (a hard link: go build
- * replaces its output on the next save), the layer is packed from the snapshot and lists it in
- * `files`, so the local target runs exactly the bytes the layer holds without extracting them.
- * A `tap` sees the compressed bytes as they are written (a streamed upload); `members` copies
- * the gzip members of unchanged blocks from the previous layer (member-reuse.ts).
+ * A private, read-only snapshot of the binary in `into` (a hard link: go build replaces its output
+ * on the next save), which a layer is packed from and a revision may run meanwhile.
  */
-export async function binaryLayer(binaryPath: string, appName: string, mediaType: string, compression: LayerCompression = 'gzip', into?: LayerFiles, tap?: LayerTap, members?: MemberReuse): Promise<Layer> {
-  const source = into ? await into.snapshot(binaryPath) : binaryPath;
-  if (into) await chmod(source, READ_ONLY_EXEC);
+export async function snapshotBinary(binaryPath: string, into: LayerFiles): Promise<string> {
+  const source = await into.snapshot(binaryPath);
+  await chmod(source, READ_ONLY_EXEC);
+  return source;
+}
+
+/** The binary layer's entries, given as the snapshot's file (see Layer.files). */
+export function binaryLayerFiles(appName: string, snapshot: string): LayerFile[] {
+  const dir = KO_APP_DIR.slice(1);
+  return [
+    { name: dir, type: 'directory', mode: READ_ONLY_EXEC },
+    { name: `${dir}/${appName}`, type: 'file', mode: READ_ONLY_EXEC, source: snapshot },
+  ];
+}
+
+/**
+ * The binary's layer. With `into`, it is packed from a snapshot of the binary there (`snapshot`,
+ * when one was made already) and lists it in `files`, so the local target runs exactly the bytes
+ * the layer holds without extracting them. A `tap` sees the compressed bytes as they are written
+ * (a streamed upload); `members` copies the gzip members of unchanged blocks from the previous
+ * layer (member-reuse.ts).
+ */
+export async function binaryLayer(
+  binaryPath: string,
+  appName: string,
+  mediaType: string,
+  compression: LayerCompression = 'gzip',
+  into?: LayerFiles,
+  tap?: LayerTap,
+  members?: MemberReuse,
+  snapshot?: string,
+): Promise<Layer> {
+  const source = into ? (snapshot ?? (await snapshotBinary(binaryPath, into))) : binaryPath;
   const info = await stat(source);
   const dir = KO_APP_DIR.slice(1);
-  const name = `${dir}/${appName}`;
   const entries: TarEntry[] = [
     { name: dir, type: 'directory', mode: READ_ONLY_EXEC },
-    { name, type: 'file', mode: READ_ONLY_EXEC, content: { path: source, size: info.size } },
+    { name: `${dir}/${appName}`, type: 'file', mode: READ_ONLY_EXEC, content: { path: source, size: info.size } },
   ];
   try {
     const layer = await writeLayer(entries, mediaType, compression, into, tap, members);
-    if (!into) return layer;
-    const files: LayerFile[] = [
-      { name: dir, type: 'directory', mode: READ_ONLY_EXEC },
-      { name, type: 'file', mode: READ_ONLY_EXEC, source },
-    ];
-    return { ...layer, files };
+    return into ? { ...layer, files: binaryLayerFiles(appName, source) } : layer;
   } catch (err) {
     if (into) await into.remove([source]);
     throw err;

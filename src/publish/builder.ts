@@ -7,7 +7,7 @@ import type { ImageOptions } from '../config/build-options.js';
 import type { ResolvedBuild } from '../config/resolve.js';
 import type { EventBus } from '../events.js';
 import type { GoPackage } from '../go/list.js';
-import type { BaseImage, Image, Platform } from '../image/types.js';
+import type { BaseImage, Image, Platform, RunnableImage } from '../image/types.js';
 
 export type { ImageOptions };
 
@@ -30,10 +30,24 @@ export interface BuiltImage {
   buildId: string | undefined;
 }
 
+/** A new binary, built and not yet packed into its layer: what a revision needs to run it. */
+export interface BuiltBinary {
+  runnable: RunnableImage;
+  /** Its Go build ID (only a binary that has one is offered early). */
+  buildId: string;
+}
+
 /** What one build call runs with: its events (with service and iteration set) and its signal. */
 export interface BuildContext {
   events: EventBus;
   signal?: AbortSignal;
+  /**
+   * Called once a new binary is built, before its layer is tarred and hashed (a revision can start
+   * from it meanwhile: the local target). The layer is packed once what it returns has settled, so
+   * the revision's start does not share the machine with the packing. Not called for a binary whose
+   * layer is reused, nor by a builder that keeps layers in memory.
+   */
+  onBinary?: (binary: BuiltBinary) => Promise<unknown> | undefined;
 }
 
 export interface Builder {

@@ -10,14 +10,14 @@ import { BUILTIN_STATIC } from '../image/builtin-base.js';
 import { goBuild } from '../go/build.js';
 import { listMainPackage, listPackage } from '../go/list.js';
 import { formatPlatform } from '../go/platform.js';
-import { appendAppLayers, createdFromEpoch } from '../image/assemble.js';
+import { appContainerConfig, appendAppLayers, createdFromEpoch } from '../image/assemble.js';
 import { appLayerFormat, familyOf } from '../image/media-types.js';
 import type { LayerCompression, LayerTap } from '../image/layer-writer.js';
 import type { Layer, Platform } from '../image/types.js';
 import { readGoBuildId } from '../go/buildid.js';
 import type { LayerFiles } from '../image/layer-files.js';
 import { LayerMembers, type MemberIndex } from '../image/member-reuse.js';
-import { binaryLayer, filesOfLayer, kodataLayer } from './app-layers.js';
+import { binaryLayer, binaryLayerFiles, filesOfLayer, kodataLayer, snapshotBinary } from './app-layers.js';
 import { stage } from '../stage.js';
 import type { BaseResolver } from './base.js';
 import { isLocalPath, type Builder, type BuildContext, type BuiltImage, type ImageOptions, type ResolvedTarget } from './builder.js';
@@ -81,7 +81,7 @@ export class GoBuilder implements Builder {
     return { pkg, cwd: build?.dir ?? (local ? cwd : this.config.cwd), build };
   }
 
-  async build(target: ResolvedTarget, platform: Platform, { events, signal }: BuildContext): Promise<BuiltImage> {
+  async build(target: ResolvedTarget, platform: Platform, { events, signal, onBinary }: BuildContext): Promise<BuiltImage> {
     const { pkg } = target;
     const importPath = pkg.importPath;
     const appName = appNameOf(importPath);
@@ -141,22 +141,32 @@ export class GoBuilder implements Builder {
         const { compression, mediaType: layerType } = appLayerFormat(family, this.imageOptions.layerCompression, base.name);
         const kodataSeconds = epochSeconds(this.config.kodataDateEpoch, 'KO_DATA_DATE_EPOCH');
         const buildId = await readGoBuildId(output).catch(() => undefined);
-        const [kodata, binary] = await Promise.all([
-          kodataLayer(pkg.dir, layerType, kodataSeconds, compression, this.layerFiles),
-          this.binaryLayerFor(output, appName, layerType, buildId, compression, { importPath, platform: fields.platform, signal }),
-        ]);
-        await this.replaceAppLayers(output, [kodata, binary]);
-        const image = appendAppLayers(base, {
+        const appOptions = {
           importPath,
           appName,
           platform,
-          kodataLayer: kodata,
-          binaryLayer: binary,
           created: this.created(),
           ...(this.imageOptions.user !== undefined ? { user: this.imageOptions.user } : {}),
           ...(this.imageOptions.labels ? { labels: this.imageOptions.labels } : {}),
           ...(this.imageOptions.annotations ? { annotations: this.imageOptions.annotations } : {}),
-        });
+        };
+        const kodataPromise = kodataLayer(pkg.dir, layerType, kodataSeconds, compression, this.layerFiles);
+        kodataPromise.catch(() => undefined);
+        // A new binary is offered to the caller before it is packed: the local target starts the
+        // revision from a snapshot of it while the layer is tarred and hashed from the same snapshot.
+        let snapshot: string | undefined;
+        if (onBinary && buildId && this.layerFiles && !this.reusableBinaryLayer(output, buildId, layerType)) {
+          snapshot = await snapshotBinary(output, this.layerFiles);
+          const kodata = await kodataPromise;
+          const config = { os: platform.os, architecture: platform.architecture, ...(platform.variant ? { variant: platform.variant } : {}), config: appContainerConfig(base.config, appOptions) };
+          await onBinary({ buildId, runnable: { config, lower: [...base.layers, kodata], top: { files: binaryLayerFiles(appName, snapshot) } } })?.catch(() => undefined);
+        }
+        const [kodata, binary] = await Promise.all([
+          kodataPromise,
+          this.binaryLayerFor(output, appName, layerType, buildId, compression, { importPath, platform: fields.platform, signal }, snapshot),
+        ]);
+        await this.replaceAppLayers(output, [kodata, binary]);
+        const image = appendAppLayers(base, { ...appOptions, kodataLayer: kodata, binaryLayer: binary });
         events.emit({ type: 'layer.built', importPath, digest: binary.digest, diffId: binary.diffId, size: binary.size, ms: performance.now() - started });
         return { importPath, appName, platform, image, base, binaryPath: output, buildId };
       },
@@ -180,9 +190,10 @@ export class GoBuilder implements Builder {
     buildId: string | undefined,
     compression: LayerCompression,
     slot: { importPath: string; platform: string; signal: AbortSignal | undefined },
+    snapshot?: string,
   ): Promise<Layer> {
     const cached = this.binaryLayers.get(output);
-    if (buildId && cached && cached.buildId === buildId && cached.mediaType === mediaType) return cached.layer;
+    if (buildId && this.reusableBinaryLayer(output, buildId, mediaType)) return (cached as { layer: Layer }).layer;
     // Streamed only when the layer is new by construction: a rebuild in this process whose build
     // ID (a hash of the binary's inputs and content) it never layered. A process's first build, or
     // a binary it made before (a revert), may already be in the registry: those go the ordinary
@@ -192,7 +203,7 @@ export class GoBuilder implements Builder {
     // The previous layer's file stays until this one is written (replaceAppLayers runs after).
     const previous = this.binaryMembers.get(output);
     const members = compression === 'gzip' && this.layerFiles ? new LayerMembers(previous?.mediaType === mediaType ? previous : undefined) : undefined;
-    const layer = await binaryLayer(output, appName, mediaType, compression, this.layerFiles, tap, members).catch((err: unknown) => {
+    const layer = await binaryLayer(output, appName, mediaType, compression, this.layerFiles, tap, members, snapshot).catch((err: unknown) => {
       tap?.fail(err); // failed before any byte was written (the snapshot): the session is dropped
       throw err;
     });
@@ -204,6 +215,12 @@ export class GoBuilder implements Builder {
       if (this.layeredBuildIds.size > LAYERED_BUILD_IDS) this.layeredBuildIds.delete(this.layeredBuildIds.values().next().value as string);
     }
     return layer;
+  }
+
+  /** The last layer of this output holds this very binary (same build ID): it is not packed again. */
+  private reusableBinaryLayer(output: string, buildId: string, mediaType: string): boolean {
+    const cached = this.binaryLayers.get(output);
+    return cached !== undefined && cached.buildId === buildId && cached.mediaType === mediaType;
   }
 
   /**

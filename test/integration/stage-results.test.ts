@@ -89,9 +89,8 @@ const describeIteration = (s: Settled) => `iteration ${s.end.iteration}:\n${s.ev
 /**
  * (a) The --json stream: exactly these stage.ends, in this order, with these `ok`s (so one
  * failed stage, every earlier one ok, none after it), each after its own stage.start, none
- * cancelled; and the iteration's result. With `overlap` (the local target) `deploy` runs
- * alongside `push`: it starts after `layer` ended, the two may end in either order, and `ready`
- * starts only after both ended.
+ * cancelled; and the iteration's result. With `overlap` (the local target) `deploy` and `ready`
+ * run alongside `layer` and `push`: deploy starts once the binary is built, ready after it.
  */
 function assertStream(s: Settled, result: End['result'], expected: Expected, overlap: boolean): void {
   assert.equal(s.end.result, result, `${describeIteration(s)}\nexpected ${result}`);
@@ -107,10 +106,10 @@ function assertStream(s: Settled, result: End['result'], expected: Expected, ove
   );
   assert.deepEqual(starts, expected.map(([stage]) => stage), `stage.start of ${describeIteration(s)}`);
   if (overlap && at('stage.start', 'deploy') >= 0) {
-    assert.ok(at('stage.start', 'deploy') > at('stage.end', 'layer'), `deploy starts after layer: ${describeIteration(s)}`);
-    if (at('stage.start', 'ready') >= 0) {
-      assert.ok(at('stage.start', 'ready') > Math.max(at('stage.end', 'push'), at('stage.end', 'deploy')), `ready starts after push and deploy ended: ${describeIteration(s)}`);
-    }
+    // The revision starts from the built binary (while its layer is packed) and serves as soon as
+    // it answers: deploy follows build, ready follows deploy, and the push may end after both.
+    assert.ok(at('stage.start', 'deploy') > at('stage.end', 'build'), `deploy starts after build: ${describeIteration(s)}`);
+    if (at('stage.start', 'ready') >= 0) assert.ok(at('stage.start', 'ready') > at('stage.end', 'deploy'), `ready starts after deploy ended: ${describeIteration(s)}`);
   }
   for (const e of ends) {
     assert.equal(e.cancelled, undefined, `no stage of a settled iteration is cancelled: ${JSON.stringify(e)}`);
@@ -144,11 +143,11 @@ const ALL_OK: Expected = STAGES.map((stage) => [stage, true]);
 /** The stages up to `failed`: every earlier one ok, `failed` not. */
 /**
  * The stage.ends of an iteration failing at `failed`. On the local target (`overlap`) a failed
- * push comes with the deploy that ran alongside it (it started the revision, which then is
- * never switched to: no ready stage).
+ * push comes with the deploy and ready that ran alongside it: the revision served from the built
+ * binary, and was switched away from when the push failed.
  */
 function failingAt(failed: Stage, overlap = false): Expected {
-  if (overlap && failed === 'push') return [...failingAt('push'), ['deploy', true]];
+  if (overlap && failed === 'push') return [...failingAt('push'), ['deploy', true], ['ready', true]];
   const index = STAGES.indexOf(failed);
   return STAGES.slice(0, index + 1).map((stage, i) => [stage, i < index]);
 }
@@ -343,6 +342,9 @@ describe('stage results of tsko dev --json, on every target', () => {
       assert.equal(proxy.script.length, 0, 'the scripted refusal was used');
       assert.ok(proxy.log.some((line) => manifestPut.test(line) && line.endsWith('-> 403 (injected)')), proxy.log.join('\n'));
       assert.match(push.end.error?.message ?? '', new RegExp(`^PUT manifest ${escapeRegExp(dockerRepo)}/hello-[0-9a-f]+:\\S+ failed: ${escapeRegExp(proxy.host)} answered 403 `), JSON.stringify(push.end.error));
+      // Nothing serves an image the registry does not hold: the local target, which served the new
+      // revision before its push ended, has switched back.
+      await driver.checkKeptServing(first.end, 'hello v1');
 
       // 4. The target's own call fails: deploy ✗, no ready stage.
       await driver.deployFault.on();

@@ -5,7 +5,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Rollout, Target } from '../../src/deploy/target.js';
-import { runIteration, type IterationRequest } from '../../src/dev/iteration.js';
+import { runIteration, runtimeIdentity, type IterationRequest } from '../../src/dev/iteration.js';
+import { runnableOf } from '../../src/image/assemble.js';
+import type { Layer, Platform, RunnableImage } from '../../src/image/types.js';
+import type { Builder, BuildContext, BuiltImage, ResolvedTarget } from '../../src/publish/builder.js';
+import { stage } from '../../src/stage.js';
 import { TskoError } from '../../src/errors.js';
 import { createEventBus, type EventOf, type TskoEvent } from '../../src/events.js';
 import { fixedBuilder, fixedImage, fixedPublisher, fixedTarget, type FixedBuild } from '../../src/publish/fixed.js';
@@ -199,28 +203,43 @@ function gatedPublisher(failWith?: Error): Publisher & { release(): void; settle
   return gated;
 }
 
-/** A target like the local one: it starts before the push, and its ready() waits for the push. */
-function earlyTarget(fail?: 'deploy'): Target & { calls: string[]; pushedWith: Array<string | Error> } {
+/**
+ * A target like the local one: it starts before the push and serves as soon as ready() is called;
+ * settled() applies the push's outcome (the previous revision retired, or back on a failed push).
+ */
+function earlyTarget(fail?: 'deploy'): Target & { calls: string[]; pushedWith: Array<string | Error>; runnables: RunnableImage[] } {
   const calls: string[] = [];
   const pushedWith: Array<string | Error> = [];
+  const runnables: RunnableImage[] = [];
   const target = {
     kind: 'local' as const,
     calls,
     pushedWith,
+    runnables,
     deploy(): Promise<Rollout> {
       throw new Error('deploy() must not be called for a target that deploys before the push');
     },
     async deployBeforePush(request: Parameters<NonNullable<Target['deployBeforePush']>>[0]): Promise<Rollout> {
       calls.push('deploy');
+      runnables.push(request.runnable);
       if (fail === 'deploy') throw new TskoError('DEPLOY', 'cannot start the revision');
+      let settled: Promise<void> = Promise.resolve();
       return {
         async ready() {
           calls.push('ready');
-          const reference = await request.pushed.catch((err: Error) => err);
-          pushedWith.push(reference);
-          if (reference instanceof Error) throw new TskoError('DEPLOY', 'not switched to: the push failed');
+          settled = request.pushed.then(
+            (reference) => {
+              pushedWith.push(reference);
+              calls.push('retire the previous revision');
+            },
+            (err: Error) => {
+              pushedWith.push(err);
+              calls.push('switch back');
+            },
+          );
           return { revision: 'app-00001' };
         },
+        settled: () => settled,
       };
     },
     close: async () => undefined,
@@ -228,43 +247,128 @@ function earlyTarget(fail?: 'deploy'): Target & { calls: string[]; pushedWith: A
   return target;
 }
 
+/** Bounded wait until `done` holds (the iteration runs on its own meanwhile). */
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 1));
+  assert.ok(done(), what);
+}
+
+const order = (events: TskoEvent[]) =>
+  events.filter((e) => e.type === 'stage.start' || e.type === 'stage.end').map((e) => `${e.type === 'stage.start' ? '>' : '<'}${(e as EventOf<'stage.start'>).stage}`);
+
+/**
+ * A builder like the go builder with layer files: it offers the built binary (onBinary) and packs
+ * the layer only once what that returned has settled, then waits at `layerGate`.
+ */
+function offeringBuilder(built: BuiltImage, layerGate: Promise<void>): Builder & { offered: boolean } {
+  const builder = {
+    offered: false,
+    resolve: () => Promise.resolve(fixedTarget(APP)),
+    async build(_target: ResolvedTarget, _platform: Platform, context: BuildContext): Promise<BuiltImage> {
+      await stage(context.events, 'build', () => Promise.resolve());
+      return stage(context.events, 'layer', async () => {
+        const runnable = runnableOf(built.image);
+        const top = runnable.top as Layer;
+        builder.offered = true;
+        await context.onBinary?.({ buildId: built.buildId as string, runnable: { ...runnable, top: { files: [{ name: 'ko-app/app', type: 'file', mode: 0o555, source: '/nonexistent/app' }] } } });
+        assert.ok(top.digest, 'the layer is packed after the offer');
+        await layerGate;
+        return built;
+      });
+    },
+  };
+  return builder;
+}
+
 describe('the iteration runner with a target that deploys before the push', () => {
-  it('starts the revision while the push is still running, and serves only after the push completed', async () => {
+  it('starts the revision while the push is still running and serves before it completes; the iteration ends deployed once it has', async () => {
     const publisher = gatedPublisher();
     const run = setup({ build: await fixedImage(APP, 'v1'), publisher });
     const target = earlyTarget();
     run.request.deployTo = target;
     const running = runIteration(run.request);
-    // Bounded wait until the target was called: the push is still held at its gate.
-    for (let i = 0; i < 200 && !target.calls.includes('deploy'); i++) await new Promise((resolve) => setTimeout(resolve, 1));
-    assert.deepEqual(target.calls, ['deploy'], 'the revision started');
+    await until(() => run.events.some((e) => e.type === 'stage.end' && e.stage === 'ready'), 'the ready stage ended');
+    assert.deepEqual(target.calls, ['deploy', 'ready'], 'the revision started and serves');
     assert.equal(publisher.settled, false, 'before the push finished');
     assert.ok(!run.events.some((e) => e.type === 'stage.end' && e.stage === 'push'), 'the push stage is still open');
-    assert.ok(run.events.some((e) => e.type === 'stage.end' && e.stage === 'deploy' && e.ok), 'the deploy stage ended ok meanwhile');
+    assert.ok(!run.events.some((e) => e.type === 'iteration.end'), 'the iteration has not ended');
     publisher.release();
     const outcome = await running;
     assert.equal(outcome.result, 'deployed');
-    assert.deepEqual(target.calls, ['deploy', 'ready']);
-    assert.deepEqual(target.pushedWith, [outcome.reference], 'ready() got the pushed reference');
-    // ready starts only after the push ended.
-    const order = run.events.filter((e) => e.type === 'stage.start' || e.type === 'stage.end').map((e) => `${e.type === 'stage.start' ? '>' : '<'}${(e as EventOf<'stage.start'>).stage}`);
-    assert.ok(order.indexOf('>ready') > order.indexOf('<push'), order.join(' '));
+    assert.deepEqual(target.calls, ['deploy', 'ready', 'retire the previous revision'], 'the previous revision is retired once the push completed');
+    assert.deepEqual(target.pushedWith, [outcome.reference], 'the target got the pushed reference');
+    const stages = order(run.events);
+    assert.ok(stages.indexOf('<ready') < stages.indexOf('<push'), stages.join(' '));
+    // The iteration's time is save → serving, not → the end of the push.
+    const readyEnd = run.events.findIndex((e) => e.type === 'stage.end' && e.stage === 'ready');
+    assert.ok(readyEnd >= 0 && outcome.ms > 0);
   });
 
-  it('ends push-failed when the push fails, releasing the started revision without a ready stage', async () => {
+  it('starts the revision from the built binary before its layer is packed, when the builder offers it', async () => {
+    const built = { ...(await fixedImage(APP, 'v1')), buildId: 'action/link-a/content/link-b' };
+    let openLayer!: () => void;
+    const layerGate = new Promise<void>((resolve) => (openLayer = resolve));
+    const builder = offeringBuilder(built, layerGate);
+    const publisher = gatedPublisher();
+    const run = setup({ build: built, publisher });
+    run.request.pipeline = { ...run.request.pipeline, build: (target, context) => buildForPlatforms(builder, target, [PLATFORM], context) };
+    const target = earlyTarget();
+    run.request.deployTo = target;
+    const running = runIteration(run.request);
+    await until(() => run.events.some((e) => e.type === 'stage.end' && e.stage === 'ready'), 'the revision serves while the layer is held');
+    assert.ok(!run.events.some((e) => e.type === 'stage.end' && e.stage === 'layer'), 'the layer stage is still open');
+    assert.deepEqual((target.runnables[0]?.top as { files: unknown[] }).files.length, 1, 'it runs the binary as a file, not the layer');
+    openLayer();
+    publisher.release();
+    const outcome = await running;
+    assert.equal(outcome.result, 'deployed');
+    assert.deepEqual(target.calls, ['deploy', 'ready', 'retire the previous revision'], 'one deploy: the built image is the one started');
+    assert.equal(outcome.identity, runtimeIdentity(built.image, built.buildId));
+
+    // The same program again: nothing starts, and the iteration is unchanged.
+    const again = setup({ build: built, publisher: gatedPublisher() });
+    again.request.pipeline = { ...again.request.pipeline, build: (t, context) => buildForPlatforms(offeringBuilder(built, Promise.resolve()), t, [PLATFORM], context) };
+    const idle = earlyTarget();
+    again.request.deployTo = idle;
+    assert.equal((await runIteration({ ...again.request, serving: outcome.identity })).result, 'unchanged');
+    assert.deepEqual(idle.calls, [], 'no revision started for an unchanged program');
+  });
+
+  it('ends push-failed when the push fails after the revision served, and the target switches back', async () => {
     const publisher = gatedPublisher(new TskoError('REGISTRY_AUTH', 'registry.test denied the push'));
     const run = setup({ build: await fixedImage(APP, 'v1'), publisher });
     const target = earlyTarget();
     run.request.deployTo = target;
     const running = runIteration(run.request);
-    for (let i = 0; i < 200 && !target.calls.includes('deploy'); i++) await new Promise((resolve) => setTimeout(resolve, 1));
+    await until(() => target.calls.includes('ready'), 'it serves');
     publisher.release();
     const outcome = await running;
     assert.equal(outcome.result, 'push-failed');
     assert.equal(outcome.error?.code, 'REGISTRY_AUTH');
-    assert.deepEqual(target.calls, ['deploy', 'ready'], 'ready() was still called once, to release the revision');
-    assert.ok(target.pushedWith[0] instanceof Error, 'and it saw the push fail');
-    assert.ok(!starts(run.events).includes('ready'), 'no ready stage after a failed push');
+    assert.deepEqual(target.calls, ['deploy', 'ready', 'switch back'], 'the push failure reached the target before the iteration ended');
+    assert.ok(target.pushedWith[0] instanceof Error);
+    assert.equal(endOf(run.events)?.result, 'push-failed');
+  });
+
+  it('releases a revision started from the binary when the build fails after the offer', async () => {
+    const built = { ...(await fixedImage(APP, 'v1')), buildId: 'action/link-a/content/link-b' };
+    const failing: Builder = {
+      resolve: () => Promise.resolve(fixedTarget(APP)),
+      async build(_target, _platform, context) {
+        await stage(context.events, 'build', () => Promise.resolve());
+        return stage(context.events, 'layer', async () => {
+          await context.onBinary?.({ buildId: built.buildId, runnable: runnableOf(built.image) });
+          throw new TskoError('INTERNAL', 'the disk filled up while the layer was written');
+        });
+      },
+    };
+    const run = setup({ build: built });
+    run.request.pipeline = { ...run.request.pipeline, build: (target, context) => buildForPlatforms(failing, target, [PLATFORM], context) };
+    const target = earlyTarget();
+    run.request.deployTo = target;
+    const outcome = await runIteration(run.request);
+    assert.equal(outcome.result, 'build-failed');
+    assert.deepEqual(target.calls, ['deploy', 'ready', 'switch back'], 'the revision that served was told there is no image');
   });
 
   it('ends deploy-failed when the revision cannot start though the push succeeded', async () => {
