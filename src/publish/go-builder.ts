@@ -17,6 +17,7 @@ import type { Layer, Platform } from '../image/types.js';
 import { readGoBuildId } from '../go/buildid.js';
 import type { LayerFiles } from '../image/layer-files.js';
 import { LayerMembers, type MemberIndex } from '../image/member-reuse.js';
+import { loadMembers, saveMembers } from './member-cache.js';
 import { binaryLayer, binaryLayerFiles, filesOfLayer, kodataLayer, snapshotBinary } from './app-layers.js';
 import { stage } from '../stage.js';
 import type { BaseResolver } from './base.js';
@@ -102,6 +103,9 @@ export class GoBuilder implements Builder {
     // action graph it writes for that costs 10-30 ms, so only the dev loop and `tsko deploy` (which
     // label their first iteration) ask, and only on a binary's first build.
     const first = this.config.dev !== undefined && !this.builtOutputs.has(output);
+    // What the output held before this build (a one-shot command's earlier run left it): when go
+    // relinks it to another binary, its layer is new, and can go up while it is compressed.
+    const previousBuildId = this.binaryLayers.has(output) ? undefined : readGoBuildId(output).catch(() => undefined);
     const { ms: buildMs, work } = await stage(
       events,
       'build',
@@ -163,7 +167,7 @@ export class GoBuilder implements Builder {
         }
         const [kodata, binary] = await Promise.all([
           kodataPromise,
-          this.binaryLayerFor(output, appName, layerType, buildId, compression, { importPath, platform: fields.platform, signal }, snapshot),
+          this.binaryLayerFor(output, appName, layerType, buildId, compression, { importPath, platform: fields.platform, signal, previousBuildId: await previousBuildId }, snapshot),
         ]);
         await this.replaceAppLayers(output, [kodata, binary]);
         const image = appendAppLayers(base, { ...appOptions, kodataLayer: kodata, binaryLayer: binary });
@@ -189,26 +193,35 @@ export class GoBuilder implements Builder {
     mediaType: string,
     buildId: string | undefined,
     compression: LayerCompression,
-    slot: { importPath: string; platform: string; signal: AbortSignal | undefined },
+    slot: { importPath: string; platform: string; signal: AbortSignal | undefined; previousBuildId?: string | undefined },
     snapshot?: string,
   ): Promise<Layer> {
     const cached = this.binaryLayers.get(output);
     if (buildId && this.reusableBinaryLayer(output, buildId, mediaType)) return (cached as { layer: Layer }).layer;
-    // Streamed only when the layer is new by construction: a rebuild in this process whose build
-    // ID (a hash of the binary's inputs and content) it never layered. A process's first build, or
-    // a binary it made before (a revert), may already be in the registry: those go the ordinary
-    // way, where a HEAD finds them and nothing is sent.
+    // Streamed only when the layer is new by construction: a rebuild (in this process, or of the
+    // binary an earlier command left at the output path) whose build ID — a hash of the binary's
+    // inputs and content — changed and was never layered here. A first build, or a binary made
+    // before (a revert), may already be in the registry: those go the ordinary way, where a HEAD
+    // finds them and nothing is sent.
     const seen = buildId === undefined || this.layeredBuildIds.has(`${buildId} ${mediaType}`);
-    const tap = this.streamLayer && cached && !seen ? this.streamLayer(slot.importPath, slot.platform, slot.signal) : undefined;
-    // The previous layer's file stays until this one is written (replaceAppLayers runs after).
-    const previous = this.binaryMembers.get(output);
-    const members = compression === 'gzip' && this.layerFiles ? new LayerMembers(previous?.mediaType === mediaType ? previous : undefined) : undefined;
+    const relinked = cached !== undefined || (slot.previousBuildId !== undefined && slot.previousBuildId !== buildId);
+    const tap = this.streamLayer && relinked && !seen ? this.streamLayer(slot.importPath, slot.platform, slot.signal) : undefined;
+    // The previous layer's file stays until this one is written (replaceAppLayers runs after); a
+    // process's first build reuses the layer an earlier command kept beside the output.
+    const reuse = compression === 'gzip' && this.layerFiles !== undefined;
+    const inMemory = this.binaryMembers.get(output);
+    const previous = reuse ? (inMemory?.mediaType === mediaType ? inMemory : await loadMembers(output, mediaType)) : undefined;
+    const members = reuse ? new LayerMembers(previous) : undefined;
     const layer = await binaryLayer(output, appName, mediaType, compression, this.layerFiles, tap, members, snapshot).catch((err: unknown) => {
       tap?.fail(err); // failed before any byte was written (the snapshot): the session is dropped
       throw err;
     });
-    if (members && layer.path) this.binaryMembers.set(output, { path: layer.path, mediaType, index: members.index });
-    else this.binaryMembers.delete(output);
+    if (members && layer.path) {
+      this.binaryMembers.set(output, { path: layer.path, mediaType, index: members.index });
+      await saveMembers(output, { path: layer.path, digestHex: layer.digest.slice('sha256:'.length), size: layer.size, mediaType }, members.index);
+    } else {
+      this.binaryMembers.delete(output);
+    }
     if (buildId) {
       this.binaryLayers.set(output, { buildId, mediaType, layer });
       this.layeredBuildIds.add(`${buildId} ${mediaType}`);

@@ -9,7 +9,7 @@
 // remote path: saves stream, and the image pulled back runs the last save.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createEventBus, type TskoEvent } from '../../src/events.js';
@@ -33,6 +33,7 @@ import { helloCopy } from '../support/deploy-fixture.js';
 import { freePort } from '../support/docker-registry.js';
 import type { EventOf } from '../../src/events.js';
 import { makeTempDir } from '../support/tmp.js';
+import { runTsko } from '../support/tsko-cli.js';
 
 const PLATFORM = { os: 'linux', architecture: 'amd64' };
 const IMPORT_PATH = 'example.com/streamed/app';
@@ -256,5 +257,57 @@ describe('tsko dev on the remote path: saves stream their binary layer, and the 
     assert.ok(end.reference, JSON.stringify(end));
     // skopeo pulls it, umoci unpacks it, and its entrypoint answers with the last save's text.
     await checkImage(end.reference, { insecure: true, expectBody: /hello v3/, t });
+  });
+});
+
+describe('tsko build, one command after another: a relinked binary streams, and its gzip members are kept for the next', () => {
+  it('streams only a binary go relinked, reuses the kept members, and the registry holds images that run', { timeout: 240_000 }, async (t) => {
+    const registry = await startDockerRegistry();
+    t.after(() => registry.stop());
+    const proxy = await startFaultProxy({ upstream: registry.url });
+    t.after(() => proxy.stop());
+    const hello = await helloCopy('streamed-build', t);
+    const original = await readFile(join(hello.dir, 'main.go'), 'utf8');
+    const env = { ...hello.env, KO_DOCKER_REPO: `${proxy.host}/build` };
+    const build = async (version: string) => {
+      await writeFile(join(hello.dir, 'main.go'), original.replace('hello v1', version));
+      const logFrom = proxy.log.length;
+      const run = await runTsko(['build', '--sbom=none', '.'], { cwd: hello.dir, env });
+      assert.equal(run.code, 0, run.stderr);
+      return { reference: run.stdout.trim(), uploads: proxy.log.slice(logFrom).filter((l) => l.includes('/blobs/uploads/')) };
+    };
+    const output = join(hello.env.XDG_CACHE_HOME as string, 'tsko', 'bin', 'example.com', 'hello', 'linux-amd64', 'hello');
+    const kept = join(output, '..', '.hello.members');
+
+    // The first build: nothing to say the layer is new (the registry may hold it), so no stream.
+    const first = await build('hello v1');
+    assert.ok(!first.uploads.some((l) => l.startsWith('PATCH')), first.uploads.join('\n'));
+    const keptIndex = JSON.parse(await readFile(join(kept, 'index.json'), 'utf8')) as { file: string; members: unknown[] };
+    assert.ok(keptIndex.members.length >= 8, 'the layer and its member index are kept beside the binary');
+    assert.match(keptIndex.file, /^[0-9a-f]{64}\.layer$/);
+
+    // An edit: go relinks the binary, so its layer goes up while it is compressed, made from the
+    // kept members where blocks did not change; skopeo, umoci and the entrypoint check the result.
+    const second = await build('hello v2');
+    const patch = /^PATCH (\S+) -> 202$/.exec(second.uploads.find((l) => l.startsWith('PATCH')) ?? '')?.[1];
+    assert.ok(patch, `the relinked binary was streamed:\n${second.uploads.join('\n')}`);
+    assert.ok(second.uploads.includes(`PUT ${patch} -> 201`), second.uploads.join('\n'));
+    await checkImage(second.reference, { insecure: true, expectBody: /hello v2/, t });
+    const secondIndex = JSON.parse(await readFile(join(kept, 'index.json'), 'utf8')) as { file: string };
+    assert.notEqual(secondIndex.file, keptIndex.file, 'the new layer is kept in place of the old');
+
+    // The same sources again: go does not relink, nothing is streamed or uploaded, same image.
+    const third = await build('hello v2');
+    assert.deepEqual(third.uploads, [], 'no upload for an unchanged binary');
+    assert.equal(third.reference, second.reference);
+
+    // A kept layer whose bytes are not the ones indexed (same name and size, other bytes) is never
+    // copied from: its members would make a layer that does not unpack.
+    const keptFile = join(kept, secondIndex.file);
+    const size = (await readFile(keptFile)).length;
+    await rm(keptFile, { force: true });
+    await writeFile(keptFile, randomBytes(size));
+    const fourth = await build('hello v4');
+    await checkImage(fourth.reference, { insecure: true, expectBody: /hello v4/, t });
   });
 });
