@@ -22,6 +22,12 @@ function stageMedian(warm: WarmTsko | null | undefined, stage: (typeof STAGES)[n
   return median(warm?.stages[stage]);
 }
 
+/**
+ * The local target's stages a save waits for before it serves: the revision starts from the built
+ * binary and serves as soon as it answers, while its layer is packed and pushed.
+ */
+const SERVING_PATH = ['trigger', 'build', 'deploy', 'ready'] as const;
+
 /** "watch latency 1.5, trigger 5, build 375, layer 20, push 93, deploy 16, ready 4 ms" */
 function stageList(warm: WarmTsko | null | undefined, stages: readonly (typeof STAGES)[number][] = STAGES): string {
   if (!warm) return '–';
@@ -49,7 +55,7 @@ export function explainMisses(results: Omit<Results, 'why' | 'notes'>): string[]
       const limit = floor !== undefined ? floor * LIMITS.localVsGoBuild : undefined;
       why.push(
         `${name} local: save→serving ${cell(serving)} ms vs go build alone ${cell(floor)} ms; meeting ≤ ${LIMITS.localVsGoBuild}× needs ≤ ${cell(limit)} ms, ${cell(serving !== undefined && limit !== undefined ? serving - limit : undefined)} ms less. ` +
-          `Stage medians: ${stageList(tsko)}. tsko's build stage is ${build !== undefined && floor ? (build / floor).toFixed(2) : '–'}× go build alone; ` +
+          `Stage medians: ${stageList(tsko)}; it serves after ${SERVING_PATH.join(', ')} (layer and push end after it serves). tsko's build stage is ${build !== undefined && floor ? (build / floor).toFixed(2) : '–'}× go build alone; ` +
           `the rest of save→serving is ${cell(serving !== undefined && build !== undefined ? serving - build : undefined)} ms.`,
       );
     } else if (service && target.name.includes("air's")) {
@@ -59,7 +65,8 @@ export function explainMisses(results: Omit<Results, 'why' | 'notes'>): string[]
       why.push(
         `${name}: tsko save→serving ${cell(serving)} ms vs air ${cell(median(air))} ms (go build alone ${cell(median(goBuild))} ms). ` +
           `Above go build, paired per round: tsko ${cell(median(paired(service.warm.rounds, 'tskoServing')))} ms, air ${cell(median(paired(service.warm.rounds, 'air')))} ms (air: build, kill the old process, start the new one; no image). ` +
-          `tsko after its build stage (${cell(build)} ms): ${cell(serving !== undefined && build !== undefined ? serving - build : undefined)} ms (${stageList(tsko, ['trigger', 'layer', 'push', 'deploy', 'ready'])}).`,
+          `tsko after its build stage (${cell(build)} ms): ${cell(serving !== undefined && build !== undefined ? serving - build : undefined)} ms (${stageList(tsko, ['trigger', 'deploy', 'ready'])}; layer and push end after it serves). ` +
+          `Per round, paired: tsko − air ${cell(median(service.warm.rounds.flatMap((r) => (r.tskoServing !== undefined && r.air !== undefined ? [r.tskoServing - r.air] : []))))} ms.`,
       );
     } else if (service && target.name.includes('remote path')) {
       const remote = service.warm.remote;

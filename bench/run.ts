@@ -802,7 +802,7 @@ function notesFrom(results: Omit<Results, 'notes' | 'why'>, daemonStageEnds: Rec
   }
   notes.push("ko runs with `--sbom=none` (as Skaffold's ko builder does), KOCACHE on, and its base by digest, so it resolves no tag per build; `tsko build` runs the same way (`--sbom=none`, KO_DEFAULTBASEIMAGE by digest, gzip layers) into the same registry.");
   notes.push("tsko's embedded registry runs inside the daemon; ko, `tsko build` and the remote-path daemon push to the same implementation (`tsko registry serve`) in its own process.");
-  notes.push(`air saves are timed by polling the service's port every ${AIR_POLL_MS} ms for the new text (up to that much later than it happened); tsko's by its own \`iteration.end\` event, after it has seen the revision answer.`);
+  notes.push(`air saves are timed by polling the service's port every ${AIR_POLL_MS} ms for the new text (up to that much later than it happened); tsko's by its own event that the front port switched to the revision after seeing it answer (\`stage.end\` of \`ready\` in an iteration that ends \`deployed\`).`);
   notes.push('The large service shares one GOCACHE among every tool (kept at `~/.cache/tsko-dev/gocache-large` so its modules compile once per machine); each tool builds its own version strings, so no tool reuses another\'s main package.');
   return notes;
 }

@@ -21,6 +21,7 @@ import { applyLayer, archivePath, inRootTarget } from '../../src/deploy/layer-ap
 import { unpackImage } from '../../src/deploy/unpack.js';
 import { TskoError } from '../../src/errors.js';
 import { createEventBus, withFields, type EventBus, type TskoEvent } from '../../src/events.js';
+import { runnableOf } from '../../src/image/assemble.js';
 import type { Digest } from '../../src/image/digest.js';
 import { memoryLayer, readLayer } from '../../src/image/layer.js';
 import type { Image, Layer } from '../../src/image/types.js';
@@ -561,6 +562,46 @@ describe('local target', { timeout: 240_000 }, () => {
     const stages = h.events.filter((e) => (e.type === 'stage.start' || e.type === 'stage.end') && e.iteration === 2).map((e) => (e.type === 'stage.end' ? `${e.stage}:${e.ok}` : `${e.type === 'stage.start' ? e.stage : ''}`));
     assert.deepEqual(stages, ['deploy', 'deploy:true', 'ready', 'ready:true']);
     assert.ok(h.events.some((e) => e.type === 'log' && e.level === 'debug' && /^hello-00002: unpacked 3 layers in \d+ ms \(2 from cache\), ready in \d+ ms$/.test(e.message)));
+  });
+
+  it('serves a revision started before its push ended, keeps the one before until the push settles, and switches back to it when the push fails', async (t) => {
+    const h = await harness(t);
+    await h.deploy(images.v1, 1);
+    const [v1Pid] = processesUnder(join(h.target.revisionsDir, 'hello-00001'));
+    assert.ok(v1Pid);
+    const early = (iteration: number, pushed: Promise<string>) => {
+      const events = withFields(h.bus, { service: 'hello', iteration });
+      const request = { service: 'hello', iteration, importPath: 'example.com/hello', runnable: runnableOf(images.v2), pushed, events, signal: new AbortController().signal };
+      return (h.target.deployBeforePush as NonNullable<LocalTarget['deployBeforePush']>)(request);
+    };
+
+    // A push that fails after the revision served: the one before it serves again.
+    let failPush!: (err: Error) => void;
+    const failing = await early(2, new Promise<string>((_resolve, reject) => (failPush = reject)));
+    assert.equal((await failing.ready()).revision, 'hello-00002');
+    assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v2\n' }, 'it serves before its push has ended');
+    assert.ok(alive(v1Pid), 'the revision before it still runs');
+    failPush(new TskoError('REGISTRY_UNREACHABLE', 'cannot reach the registry'));
+    await failing.settled?.();
+    assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v1\n' }, 'the previous revision serves again');
+    assert.equal(h.target.current(), 'hello-00001');
+    await waitFor('the revision whose image was not pushed to stop', () => processesUnder(join(h.target.revisionsDir, 'hello-00002')).length === 0);
+    assert.ok(
+      h.events.some((e) => e.type === 'log' && e.level === 'warn' && e.message === 'switched away from hello-00002: its image was not pushed (cannot reach the registry); hello-00001 serves again'),
+      JSON.stringify(h.events.filter((e) => e.type === 'log')),
+    );
+
+    // A push that completes: the one before is retired only then.
+    let completePush!: (reference: string) => void;
+    const completing = await early(3, new Promise<string>((resolve) => (completePush = resolve)));
+    await completing.ready();
+    assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v2\n' });
+    await delay(300);
+    assert.ok(alive(v1Pid), 'kept while the push runs');
+    completePush(`127.0.0.1:5000/hello@${images.v2.manifestDigest}`);
+    await completing.settled?.();
+    await waitFor('the previous revision to stop once the push completed', () => !alive(v1Pid));
+    assert.deepEqual(await get(h.target.url), { status: 200, text: 'hello v2\n' });
   });
 
   it('starts the entrypoint with the image env mapped into the rootfs, PORT and K_*; KO_DATA_PATH serves kodata', async (t) => {
