@@ -17,7 +17,7 @@ import type { Layer, Platform } from '../image/types.js';
 import { readGoBuildId } from '../go/buildid.js';
 import type { LayerFiles } from '../image/layer-files.js';
 import { LayerMembers, type MemberIndex } from '../image/member-reuse.js';
-import { loadMembers, saveMembers } from './member-cache.js';
+import { loadMembers, saveMembers, type KeptMembers } from './member-cache.js';
 import { binaryLayer, binaryLayerFiles, filesOfLayer, kodataLayer, snapshotBinary } from './app-layers.js';
 import { stage } from '../stage.js';
 import type { BaseResolver } from './base.js';
@@ -54,6 +54,8 @@ export class GoBuilder implements Builder {
   private readonly binaryMembers = new Map<string, { path: string; mediaType: string; index: MemberIndex }>();
   /** Build IDs (with their media type) layered already, oldest first. */
   private readonly layeredBuildIds = new Set<string>();
+  /** Layers being kept for a later command's member reuse (member-cache.ts). */
+  private readonly keeping = new Set<Promise<void>>();
 
   constructor(options: GoBuilderOptions) {
     this.config = options.config;
@@ -106,6 +108,9 @@ export class GoBuilder implements Builder {
     // What the output held before this build (a one-shot command's earlier run left it): when go
     // relinks it to another binary, its layer is new, and can go up while it is compressed.
     const previousBuildId = this.binaryLayers.has(output) ? undefined : readGoBuildId(output).catch(() => undefined);
+    // A process's first build of it may reuse the gzip members an earlier command kept; reading
+    // and checking them overlaps the compile.
+    const keptMembers = this.binaryMembers.has(output) || !this.layerFiles ? undefined : loadMembers(output);
     const { ms: buildMs, work } = await stage(
       events,
       'build',
@@ -167,7 +172,7 @@ export class GoBuilder implements Builder {
         }
         const [kodata, binary] = await Promise.all([
           kodataPromise,
-          this.binaryLayerFor(output, appName, layerType, buildId, compression, { importPath, platform: fields.platform, signal, previousBuildId: await previousBuildId }, snapshot),
+          this.binaryLayerFor(output, appName, layerType, buildId, compression, { importPath, platform: fields.platform, signal, previousBuildId: await previousBuildId, keptMembers: await keptMembers }, snapshot),
         ]);
         await this.replaceAppLayers(output, [kodata, binary]);
         const image = appendAppLayers(base, { ...appOptions, kodataLayer: kodata, binaryLayer: binary });
@@ -177,6 +182,11 @@ export class GoBuilder implements Builder {
       fields,
       signal,
     );
+  }
+
+  /** Waits for what this builder still writes to the cache (before its layer files go). */
+  async flush(): Promise<void> {
+    await Promise.all([...this.keeping]);
   }
 
   private created(): string {
@@ -193,7 +203,7 @@ export class GoBuilder implements Builder {
     mediaType: string,
     buildId: string | undefined,
     compression: LayerCompression,
-    slot: { importPath: string; platform: string; signal: AbortSignal | undefined; previousBuildId?: string | undefined },
+    slot: { importPath: string; platform: string; signal: AbortSignal | undefined; previousBuildId?: string | undefined; keptMembers?: KeptMembers | undefined },
     snapshot?: string,
   ): Promise<Layer> {
     const cached = this.binaryLayers.get(output);
@@ -210,7 +220,7 @@ export class GoBuilder implements Builder {
     // process's first build reuses the layer an earlier command kept beside the output.
     const reuse = compression === 'gzip' && this.layerFiles !== undefined;
     const inMemory = this.binaryMembers.get(output);
-    const previous = reuse ? (inMemory?.mediaType === mediaType ? inMemory : await loadMembers(output, mediaType)) : undefined;
+    const previous = reuse ? [inMemory, slot.keptMembers].find((members) => members?.mediaType === mediaType) : undefined;
     const members = reuse ? new LayerMembers(previous) : undefined;
     const layer = await binaryLayer(output, appName, mediaType, compression, this.layerFiles, tap, members, snapshot).catch((err: unknown) => {
       tap?.fail(err); // failed before any byte was written (the snapshot): the session is dropped
@@ -218,7 +228,10 @@ export class GoBuilder implements Builder {
     });
     if (members && layer.path) {
       this.binaryMembers.set(output, { path: layer.path, mediaType, index: members.index });
-      await saveMembers(output, { path: layer.path, digestHex: layer.digest.slice('sha256:'.length), size: layer.size, mediaType }, members.index);
+      // Kept for the next command off this build's path; close() waits for it.
+      const keeping = saveMembers(output, { path: layer.path, digestHex: layer.digest.slice('sha256:'.length), size: layer.size, mediaType }, members.index);
+      this.keeping.add(keeping);
+      void keeping.finally(() => this.keeping.delete(keeping));
     } else {
       this.binaryMembers.delete(output);
     }

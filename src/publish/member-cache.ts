@@ -36,19 +36,19 @@ function dirFor(output: string): string {
   return join(dirname(output), `.${basename(output)}.members`);
 }
 
-/** The kept layer and index of `output`'s last build, when there is one for `mediaType`. */
-export async function loadMembers(output: string, mediaType: string): Promise<KeptMembers | undefined> {
+/** The kept layer and index of `output`'s last build, if any (its media type says which layers it can serve). */
+export async function loadMembers(output: string): Promise<KeptMembers | undefined> {
   try {
     const dir = dirFor(output);
     const kept = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as IndexFile;
-    if (kept.format !== FORMAT || kept.mediaType !== mediaType || !/^[0-9a-f]{64}\.layer$/.test(kept.file)) return undefined;
+    if (kept.format !== FORMAT || typeof kept.mediaType !== 'string' || !/^[0-9a-f]{64}\.layer$/.test(kept.file)) return undefined;
     const path = join(dir, kept.file);
     if ((await stat(path)).size !== kept.size) return undefined;
     // Members are copied into a new layer as they are, so the kept file must be the very bytes the
     // index describes: its name is its digest, checked here once (a few ms per 10 MB, far less
     // than compressing them).
     if ((await sha256OfFile(path)) !== kept.file.slice(0, -'.layer'.length)) return undefined;
-    return { path, mediaType, index: new Map(kept.members.map(([key, offset, length]) => [key, { offset, length }])) };
+    return { path, mediaType: kept.mediaType, index: new Map(kept.members.map(([key, offset, length]) => [key, { offset, length }])) };
   } catch {
     return undefined;
   }

@@ -142,7 +142,7 @@ export function makePipeline(config: ResolvedConfig, options: PipelineOptions): 
       return caching.publish(await pipeline.build(target, context), context);
     },
     close: async () => {
-      await streamed?.close();
+      await Promise.all([streamed?.close(), goBuilder.flush()]);
       await Promise.all([client.close(), layerFiles.close()]);
     },
   };
