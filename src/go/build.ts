@@ -28,6 +28,8 @@ export interface GoBuildOptions {
    */
   actionGraph?: string;
   signal?: AbortSignal;
+  /** Called once go build is running (see GoRunOptions.whileRunning). */
+  whileRunning?: () => void;
 }
 
 /** How much of a build go actually did: packages compiled, out of the packages it needed. */
@@ -54,7 +56,13 @@ export async function goBuild(options: GoBuildOptions): Promise<GoBuildWork | un
   args.push('-o', options.output, options.importPath);
 
   await mkdir(dirname(options.output), { recursive: true });
-  const result = await runGo(args, { goBinary: options.goBinary, cwd: options.cwd, env, ...(options.signal ? { signal: options.signal } : {}) });
+  const result = await runGo(args, {
+    goBinary: options.goBinary,
+    cwd: options.cwd,
+    env,
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.whileRunning ? { whileRunning: options.whileRunning } : {}),
+  });
   if (result.exitCode !== 0) {
     // go writes its graph on failure too; nothing reads it then.
     if (options.actionGraph) await rm(options.actionGraph, { force: true }).catch(() => undefined);

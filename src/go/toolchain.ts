@@ -12,6 +12,8 @@ export interface GoRunOptions {
   /** The complete environment for the child: callers resolve it from config, not process.env. */
   env: Record<string, string>;
   signal?: AbortSignal;
+  /** Called once go is running, for work that can share the machine with it. */
+  whileRunning?: () => void;
 }
 
 export interface GoResult {
@@ -40,6 +42,7 @@ export async function runGo(args: string[], options: GoRunOptions): Promise<GoRe
     }
   };
   options.signal?.addEventListener('abort', killGroup, { once: true });
+  if (options.whileRunning && child.pid !== undefined) setImmediate(options.whileRunning);
   const stdout: Buffer[] = [];
   const stderr: Buffer[] = [];
   child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));

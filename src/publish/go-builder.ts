@@ -32,6 +32,8 @@ export interface GoBuilderOptions {
   layerFiles?: LayerFiles;
   /** A streamed upload for a new binary layer as it is written (the remote path); none: no streaming. */
   streamLayer?: (importPath: string, platform: string, signal?: AbortSignal) => LayerTap | undefined;
+  /** Called once a go build runs: work that can share the machine with it (loading the HTTP client). */
+  whileBuilding?: () => void;
 }
 
 /** Build IDs whose layers this builder wrote, remembered to this many (a revert to one is not streamed). */
@@ -50,6 +52,7 @@ export class GoBuilder implements Builder {
   /** The last binary layer per output path, keyed by build ID: an unchanged binary is not re-tarred. */
   private readonly binaryLayers = new Map<string, { buildId: string; mediaType: string; layer: Layer }>();
   private readonly streamLayer: GoBuilderOptions['streamLayer'];
+  private readonly whileBuilding: GoBuilderOptions['whileBuilding'];
   /** The gzip members of the last binary layer per output path, reused for a rebuild's unchanged blocks. */
   private readonly binaryMembers = new Map<string, { path: string; mediaType: string; index: MemberIndex }>();
   /** Build IDs (with their media type) layered already, oldest first. */
@@ -63,6 +66,7 @@ export class GoBuilder implements Builder {
     this.imageOptions = options.image ?? {};
     this.layerFiles = options.layerFiles;
     this.streamLayer = options.streamLayer;
+    this.whileBuilding = options.whileBuilding;
   }
 
   async resolve(target: string, signal?: AbortSignal): Promise<ResolvedTarget> {
@@ -127,6 +131,7 @@ export class GoBuilder implements Builder {
           ldflags: this.imageOptions.ldflags ?? target.build?.ldflags ?? [...this.config.defaultLdflags],
           output,
           ...(first ? { actionGraph: `${output}.actions.json` } : {}),
+          ...(this.whileBuilding ? { whileRunning: this.whileBuilding } : {}),
           signal: buildSignal,
         }).catch((err: unknown) => {
           throw baseFailed.signal.aborted && !signal?.aborted ? baseFailed.signal.reason : err;

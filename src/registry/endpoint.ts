@@ -2,9 +2,9 @@
 // and those marked insecure are probed once with GET /v2/ (http or https, as ggcr's ping does),
 // and the scheme that answered is remembered. Owns the undici Agents: one keep-alive pool per
 // origin, and a second, unverified one only once an insecure registry needs it.
+import { createRequire } from 'node:module';
 import { getCACertificates, rootCertificates } from 'node:tls';
-import { Agent } from 'undici';
-import type { Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { abortable } from '../abort.js';
 import { isLoopbackHost } from '../net/loopback.js';
 import { type Challenge, preferredChallenge } from './auth.js';
@@ -33,24 +33,47 @@ function trustedCas(extra: readonly string[]): string[] | undefined {
   return [...defaults, ...extra];
 }
 
+const require = createRequire(import.meta.url);
+
+/**
+ * undici, loaded when a pool is first made rather than when tsko starts: loading it costs ~50 ms
+ * of start-up (with Node's compile cache), which a command overlaps with go list and go build by
+ * calling warm() once go runs.
+ */
+function undici(): typeof import('undici') {
+  return require('undici') as typeof import('undici');
+}
+
 export class Agents implements Pools {
-  readonly verified: Agent;
   readonly #options: AgentOptions;
+  #verified: Agent | undefined;
   #insecure: Agent | undefined;
 
   constructor(options: AgentOptions = {}) {
     this.#options = options;
-    const ca = trustedCas(options.caCertificates ?? []);
-    this.verified = new Agent({
-      connect: { timeout: options.connectTimeoutMs ?? 10_000, ...(ca !== undefined ? { ca } : {}) },
-      headersTimeout: options.responseTimeoutMs ?? 60_000,
-      bodyTimeout: options.responseTimeoutMs ?? 60_000,
-      keepAliveTimeout: 30_000,
-    });
+  }
+
+  get verified(): Agent {
+    if (!this.#verified) {
+      const options = this.#options;
+      const ca = trustedCas(options.caCertificates ?? []);
+      this.#verified = new (undici().Agent)({
+        connect: { timeout: options.connectTimeoutMs ?? 10_000, ...(ca !== undefined ? { ca } : {}) },
+        headersTimeout: options.responseTimeoutMs ?? 60_000,
+        bodyTimeout: options.responseTimeoutMs ?? 60_000,
+        keepAliveTimeout: 30_000,
+      });
+    }
+    return this.#verified;
+  }
+
+  /** Makes the verified pool now (loading undici), while nothing waits on it. */
+  warm(): void {
+    void this.verified;
   }
 
   insecure(): Agent {
-    this.#insecure ??= new Agent({
+    this.#insecure ??= new (undici().Agent)({
       connect: { timeout: this.#options.connectTimeoutMs ?? 10_000, rejectUnauthorized: false },
       headersTimeout: this.#options.responseTimeoutMs ?? 60_000,
       bodyTimeout: this.#options.responseTimeoutMs ?? 60_000,
@@ -59,7 +82,7 @@ export class Agents implements Pools {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.verified.close(), this.#insecure?.close()]);
+    await Promise.all([this.#verified?.close(), this.#insecure?.close()]);
   }
 }
 

@@ -38,6 +38,8 @@ export interface TransportParts {
   events?: EventBus | undefined;
   /** Releases the pools. */
   close: () => Promise<void>;
+  /** Makes the connection pools now (see warm()). */
+  warm?: () => void;
 }
 
 /** Only a retryable RegistryError is worth another try; the verdict carries its cause and Retry-After. */
@@ -118,6 +120,11 @@ export class Transport implements RegistryTransport {
     }
   }
 
+  /** Loads what requests need (undici) now, while nothing waits on it: a command calls it once go runs. */
+  warm(): void {
+    this.#parts.warm?.();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -128,9 +135,25 @@ export class Transport implements RegistryTransport {
 /** The transport with its real parts: undici pools, probing, docker's credentials, the retry policy. */
 export function createTransport(options: TransportOptions = {}): Transport {
   const agents = new Agents(options);
-  const dispatch = createDispatch({ fallback: agents.verified, userAgent: options.userAgent, events: options.events });
+  // The pools are made on first use (endpoint.ts): `fallback` is read per request.
+  const dispatch = createDispatch({
+    get fallback() {
+      return agents.verified;
+    },
+    userAgent: options.userAgent,
+    events: options.events,
+  });
   const { credentials, env, homedir, events } = options;
-  const session = new AuthSession({ credentials, env, homedir, events, dispatch, fallback: agents.verified });
+  const session = new AuthSession({
+    credentials,
+    env,
+    homedir,
+    events,
+    dispatch,
+    get fallback() {
+      return agents.verified;
+    },
+  });
   const endpoints = new Endpoints({
     pools: agents,
     insecureRegistries: options.insecureRegistries,
@@ -144,5 +167,6 @@ export function createTransport(options: TransportOptions = {}): Transport {
     policy: { ...DEFAULT_RETRY_POLICY, ...options.retry },
     events: options.events,
     close: () => agents.close(),
+    warm: () => agents.warm(),
   });
 }
