@@ -93,7 +93,7 @@ export async function runIteration(request: IterationRequest): Promise<Iteration
     const deployRequest = { service, iteration, importPath: built.importPath, events, signal };
     if (early) {
       early.pushedWith(publishing.then((published) => published.reference));
-      const serving = early.serving ?? early.start(runnableOf(image.image), built.importPath).serving;
+      const serving = early.serving ?? early.start(runnableOf(image.image), built.importPath);
       // The push's outcome comes first: a failed push is the iteration's result whatever the deploy did.
       const [published, deployed] = await Promise.allSettled([publishing, serving.then(({ result, at }) => ((servingAt = at), result))]);
       await early.settled();
@@ -179,19 +179,19 @@ class EarlyDeploy {
   }
 
   /**
-   * The binary is built: start its revision now, unless it is the program already serving. The
-   * deploy's own call (unpack, spawn) goes first; the layer is packed after it, while the revision
-   * gets ready.
+   * The binary is built: start its revision now, unless it is the program already serving. What it
+   * returns settles once the revision serves (or failed to): the builder packs the layer only
+   * then, so the revision's start has the machine to itself.
    */
   onBinary(binary: BuiltBinary, importPath: string): Promise<unknown> | undefined {
     const identity = identityOf(binary.runnable.lower, linkIdentity(binary.buildId), binary.runnable.config.config);
     if (identity === this.servingIdentity || this.request.signal.aborted || this.serving) return undefined;
     this.identity = identity;
-    return this.start(binary.runnable, importPath).deployed;
+    return this.start(binary.runnable, importPath).catch(() => undefined);
   }
 
-  /** Starts the deploy and, once it is started, the wait until it serves. */
-  start(runnable: RunnableImage, importPath: string): { deployed: Promise<unknown>; serving: Promise<Serving> } {
+  /** Starts the deploy and, once it is started, the wait until it serves (`serving`). */
+  start(runnable: RunnableImage, importPath: string): Promise<Serving> {
     const deployBeforePush = this.target.deployBeforePush?.bind(this.target);
     if (!deployBeforePush) throw new TskoError('INTERNAL', 'the target cannot deploy before the push');
     const { events, signal } = this.request;
@@ -202,7 +202,7 @@ class EarlyDeploy {
     });
     serving.catch(() => undefined);
     this.serving = serving;
-    return { deployed: serving.catch(() => undefined), serving };
+    return serving;
   }
 
   /** The push has started: its reference, or its failure, goes to the target. */

@@ -57,6 +57,8 @@ export class GoBuilder implements Builder {
   private readonly binaryMembers = new Map<string, { path: string; mediaType: string; index: MemberIndex }>();
   /** Build IDs (with their media type) layered already, oldest first. */
   private readonly layeredBuildIds = new Set<string>();
+  /** What an earlier command kept per output path for member reuse, loaded at most once. */
+  private readonly keptMembers = new Map<string, Promise<KeptMembers | undefined>>();
   /** Layers being kept for a later command's member reuse (member-cache.ts). */
   private readonly keeping = new Set<Promise<void>>();
 
@@ -113,8 +115,8 @@ export class GoBuilder implements Builder {
     // relinks it to another binary, its layer is new, and can go up while it is compressed.
     const previousBuildId = this.binaryLayers.has(output) ? undefined : readGoBuildId(output).catch(() => undefined);
     // A process's first build of it may reuse the gzip members an earlier command kept; reading
-    // and checking them overlaps the compile.
-    const keptMembers = this.binaryMembers.has(output) || !this.layerFiles ? undefined : loadMembers(output);
+    // and checking them (once per process: later builds have their own) overlaps the compile.
+    const keptMembers = this.keptMembersOf(output);
     const { ms: buildMs, work } = await stage(
       events,
       'build',
@@ -246,6 +248,21 @@ export class GoBuilder implements Builder {
       if (this.layeredBuildIds.size > LAYERED_BUILD_IDS) this.layeredBuildIds.delete(this.layeredBuildIds.values().next().value as string);
     }
     return layer;
+  }
+
+  /**
+   * The layer an earlier command kept for `output` (member-cache.ts), read and checked once per
+   * process: a dev session with uncompressed layers never makes members of its own, and would
+   * otherwise hash the kept file on every save.
+   */
+  private keptMembersOf(output: string): Promise<KeptMembers | undefined> | undefined {
+    if (!this.layerFiles || this.binaryMembers.has(output)) return undefined;
+    let kept = this.keptMembers.get(output);
+    if (!kept) {
+      kept = loadMembers(output);
+      this.keptMembers.set(output, kept);
+    }
+    return kept;
   }
 
   /** The last layer of this output holds this very binary (same build ID): it is not packed again. */
