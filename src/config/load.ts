@@ -7,6 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { TskoError } from '../errors.js';
+import { isLocalPath } from '../publish/builder.js';
 import type { UserConfig } from './define.js';
 import { ConfigSyntaxError, importConfigModule, type SourceLocation } from './import-module.js';
 import { validateConfig } from './validate.js';
@@ -90,10 +91,9 @@ export function searchedDirs(start: string): string[] {
   return moduleRoot === -1 ? [start] : chain.slice(0, moduleRoot + 1);
 }
 
-/** ./dir, ../dir, . and absolute paths name directories; anything else is an import path. */
+/** ./dir, ../dir, . and absolute paths name directories (as the builder reads them); anything else is an import path. */
 function isDirectoryTarget(target: string): boolean {
-  const spec = target.startsWith('ko://') ? target.slice('ko://'.length) : target;
-  return spec === '.' || spec === '..' || spec.startsWith('./') || spec.startsWith('../') || isAbsolute(spec);
+  return isLocalPath(target.startsWith('ko://') ? target.slice('ko://'.length) : target);
 }
 
 /** How messages name a config file: relative to the working directory when it is below it. */

@@ -11,14 +11,22 @@ import { access, constants } from 'node:fs/promises';
 /** Where util-linux installs setpriv (a fixed list: nothing below config/ reads PATH). */
 const SETPRIV_PATHS = ['/usr/bin/setpriv', '/bin/setpriv'];
 
+/** What this machine has, probed once per process: every local target (and a reload's) asks. */
+let probed: Promise<readonly string[] | undefined> | undefined;
+
 /** The argv prefix that ties a revision's life to tsko's, or undefined when this machine has none. */
-export async function findExitGuard(signal?: AbortSignal): Promise<readonly string[] | undefined> {
+export function findExitGuard(): Promise<readonly string[] | undefined> {
+  probed ??= probeExitGuard();
+  return probed;
+}
+
+async function probeExitGuard(): Promise<readonly string[] | undefined> {
   if (process.platform !== 'linux') return undefined;
   for (const path of SETPRIV_PATHS) {
     if (!(await access(path, constants.X_OK).then(() => true, () => false))) continue;
     // An old setpriv lacks --pdeathsig: try it once, exec'ing setpriv itself.
     const works = await new Promise<boolean>((resolve) => {
-      execFile(path, ['--pdeathsig', 'KILL', '--', path, '--version'], { timeout: 5000, ...(signal ? { signal } : {}) }, (err) => resolve(!err));
+      execFile(path, ['--pdeathsig', 'KILL', '--', path, '--version'], { timeout: 5000 }, (err) => resolve(!err));
     });
     if (works) return [path, '--pdeathsig', 'KILL', '--'];
   }
